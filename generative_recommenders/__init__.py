@@ -1,0 +1,3 @@
+"""generative-recommenders: a trainer for generative-retrieval sequential recommenders."""
+
+__version__ = "0.1.0"

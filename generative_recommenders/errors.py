@@ -1,0 +1,16 @@
+"""The one exception type for bad user input.
+
+Entry points (``main.py``, ``preprocess_public_data.py``, the recommend CLI) catch it, print its
+message as a single line and exit with status 2; nothing else in the package prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class UserInputError(Exception):
+    """Bad input from the user: a file, a field or a setting that is not what was expected.
+
+    The message must be one line naming the file (or binding), the field and what was expected.
+    """
+
+    exit_code: int = 2
