@@ -15,6 +15,7 @@ class SequenceBatch:
     """A batch of B users' histories, right-padded to N positions.
 
     Attributes:
+        rows: [B] int64, each user's row in the sequence store (0..num_users-1).
         user_ids: [B] int64, the store's user ids.
         ids: [B, N] int64 item ids, oldest first, 0 after ``lengths``.
         lengths: [B] int64 number of valid history positions.
@@ -25,6 +26,7 @@ class SequenceBatch:
         target_ratings: [B] float32.
     """
 
+    rows: torch.Tensor
     user_ids: torch.Tensor
     ids: torch.Tensor
     lengths: torch.Tensor
