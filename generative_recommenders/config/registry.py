@@ -1,0 +1,58 @@
+"""Parsing gin files and bindings into the package's configurables, with one-line errors."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import gin
+
+from generative_recommenders.errors import UserInputError
+
+# Every module that registers configurables; importing them makes their names known to gin.
+CONFIGURABLE_MODULES = (
+    "generative_recommenders.config.train",
+    "generative_recommenders.config.data",
+    "generative_recommenders.config.modeling",
+    "generative_recommenders.config.objective",
+)
+
+
+def register_configurables() -> None:
+    """Import every configurable module once (idempotent)."""
+    for name in CONFIGURABLE_MODULES:
+        importlib.import_module(name)
+
+
+def parse_gin(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
+    """Clear gin, then parse ``config_files`` followed by ``bindings`` (later ones win).
+
+    Raises:
+        UserInputError: a missing file, or a binding gin does not accept, in one line.
+    """
+    register_configurables()
+    gin.clear_config()
+    for path in config_files:
+        if not Path(path).is_file():
+            raise UserInputError(f"{path}: gin config file not found")
+        _parse(str(path), lambda p=path: gin.parse_config_file(p))
+    for binding in bindings:
+        _parse(f"--gin_bindings={binding!r}", lambda b=binding: gin.parse_config(b))
+
+
+def _parse(source: str, parse) -> None:
+    try:
+        parse()
+    except (ValueError, SyntaxError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise UserInputError(f"{source}: {first_line}") from error
+    except Exception as error:  # tokenize.TokenError and other parser failures
+        raise UserInputError(
+            f"{source}: cannot parse gin ({type(error).__name__}: {error})"
+        ) from error
+
+
+def operative_config() -> str:
+    """The bindings actually used so far (call after the run has built everything)."""
+    return gin.operative_config_str()

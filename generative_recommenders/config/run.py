@@ -1,0 +1,183 @@
+"""One training run: gin → validated config → components → :class:`Trainer`, on every worker."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import gin
+import torch
+import torch.distributed as dist
+
+from generative_recommenders import __version__
+from generative_recommenders.config.build import build_training
+from generative_recommenders.config.registry import operative_config, parse_gin
+from generative_recommenders.config.train import TrainConfig, train_fn
+from generative_recommenders.data.store import SequenceStore
+from generative_recommenders.errors import UserInputError
+from generative_recommenders.logs import configure_logging
+from generative_recommenders.training import checkpoint as ckpt
+from generative_recommenders.training.distributed import (
+    DistributedContext,
+    init_distributed,
+    is_distributed,
+    shutdown_distributed,
+)
+from generative_recommenders.training.launch import Topology, launch
+from generative_recommenders.training.run_logging import RunLogger
+from generative_recommenders.training.seeding import seed_everything
+from generative_recommenders.training.trainer import Trainer
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command line's non-topology flags (they cross the spawn as a plain object)."""
+
+    gin_config_files: tuple[str, ...]
+    gin_bindings: tuple[str, ...] = ()
+    data_dir: str = "tmp/"
+    exp_dir: str = "exps/"
+    ckpt_dir: str = "ckpts/"
+    resume: str | None = None
+    debug_anomaly: bool = False
+
+
+def load_config(options: RunOptions) -> TrainConfig:
+    """Parse the gin files and bindings and build the validated :class:`TrainConfig`."""
+    parse_gin(options.gin_config_files, options.gin_bindings)
+    try:
+        return train_fn()
+    except ValueError as error:
+        raise UserInputError(str(error).splitlines()[0]) from error
+
+
+def preflight(options: RunOptions) -> TrainConfig:
+    """Checks made once in the launching process, before any worker starts."""
+    config = load_config(options)
+    SequenceStore.open(options.data_dir, config.dataset_name)
+    return config
+
+
+def run_training(options: RunOptions, topology: Topology) -> dict | None:
+    """Validate, then start this node's workers; returns the final metrics when run in-process."""
+    preflight(options)
+    return launch(train_worker, topology, options)
+
+
+def train_worker(context: DistributedContext, init_method: str, options: RunOptions) -> dict:
+    """Everything one rank does: configure, build, (resume,) fit. Returns the final metrics."""
+    prefix = f"[rank {context.rank}] " if context.world_size > 1 else ""
+    configure_logging(logging.INFO if context.is_main else logging.WARNING, prefix=prefix)
+    config = load_config(options)
+    init_distributed(context, init_method)
+    try:
+        return _train(config, context, options)
+    finally:
+        shutdown_distributed()
+
+
+def _train(config: TrainConfig, context: DistributedContext, options: RunOptions) -> dict:
+    torch.autograd.set_detect_anomaly(options.debug_anomaly)
+    torch.backends.cuda.matmul.allow_tf32 = config.enable_tf32
+    torch.backends.cudnn.allow_tf32 = config.enable_tf32
+    store = SequenceStore.open(options.data_dir, config.dataset_name)
+    seed_everything(config.random_seed)
+    built = build_training(config, store, context)
+    group = f"{config.dataset_name}-l{config.max_sequence_length}"
+    resume_path = _resume_path(options, group, built.run_prefix)
+    resume_state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    run_name = (
+        resume_state["run"]["run_name"]
+        if resume_state
+        else _shared_run_name(built.run_prefix, context)
+    )
+    run_dir = Path(options.exp_dir) / group / run_name
+    logger = RunLogger(run_dir, active=context.is_main)
+    record = _run_record(config, context, run_name, store)
+    trainer = Trainer(
+        model=built.model,
+        data=built.data,
+        evaluate_fn=built.evaluate_fn,
+        schedule=built.schedule,
+        context=context,
+        logger=logger,
+        checkpoint_dir=Path(options.ckpt_dir) / group / run_name,
+        run_record=record,
+    )
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state, resume_path)
+        if context.is_main:
+            _LOG.info("resumed from %s at epoch %d", resume_path, trainer.state.epoch)
+    logger.text_file("config.gin", record["gin_config"])
+    logger.json_file("run.json", record)
+    if context.is_main:
+        _LOG.info("run folder %s (%s)", run_dir, built.model_summary)
+    try:
+        result = trainer.fit()
+    finally:
+        logger.close()
+    result["run_dir"] = str(run_dir)
+    return result
+
+
+def _shared_run_name(prefix: str, context: DistributedContext) -> str:
+    """``<prefix>-<date>``, decided by rank 0 so every rank writes to the same folders."""
+    names = [f"{prefix}-{datetime.datetime.now():%Y-%m-%d-%H%M%S}"]
+    if is_distributed():
+        dist.broadcast_object_list(names, src=0)
+    return names[0]
+
+
+def _resume_path(options: RunOptions, group: str, prefix: str) -> Path | None:
+    if options.resume is None:
+        return None
+    if options.resume != "latest":
+        path = Path(options.resume)
+        return path / "last.pt" if path.is_dir() else path
+    folder = Path(options.ckpt_dir) / group
+    candidates = sorted(
+        (p / "last.pt" for p in folder.glob(f"{prefix}-*") if (p / "last.pt").is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not candidates:
+        raise UserInputError(
+            f"--resume=latest: no checkpoint of this configuration under {folder}/{prefix}-*/last.pt"
+        )
+    return candidates[-1]
+
+
+def _run_record(
+    config: TrainConfig, context: DistributedContext, run_name: str, store: SequenceStore
+) -> dict:
+    return {
+        "run_name": run_name,
+        "train_config": {k: str(v) for k, v in config.to_dict().items()},
+        "gin_config": operative_config(),
+        "seed": str(config.random_seed),
+        "world_size": str(context.world_size),
+        "device": str(context.device.type),
+        "code_version": f"{__version__}+{_git_revision()}",
+        "versions": f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"gin {gin.__version__ if hasattr(gin, '__version__') else 'unknown'}",
+        "dataset_fingerprint": str(store.meta.get("target_fingerprint", "")),
+    }
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,84 @@
+"""The process group: creation over ``tcp://`` (or torchrun's ``env://``), and sum reductions."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this worker sits in the job. ``world_size == 1`` runs without a process group."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.device.type == "cuda" else "gloo"
+
+
+def init_distributed(
+    context: DistributedContext, init_method: str, timeout_s: float = 300.0
+) -> None:
+    """Join the process group (gloo on CPU, NCCL on CUDA). A no-op when world_size is 1."""
+    if context.device.type == "cuda":
+        torch.cuda.set_device(context.device)
+    if context.world_size == 1:
+        return
+    dist.init_process_group(
+        backend=context.backend,
+        init_method=init_method,
+        rank=context.rank,
+        world_size=context.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum ``values`` over all ranks (identity on one process); returns a new tensor."""
+    out = values.clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's decision, on every rank (e.g. early stopping)."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def torchrun_environment() -> tuple[int, int, int] | None:
+    """(rank, local_rank, world_size) when launched by torchrun, else None."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    if not all(name in os.environ for name in names):
+        return None
+    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])

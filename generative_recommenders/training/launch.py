@@ -1,0 +1,171 @@
+"""Starting the workers: one in-process worker, ``torch.multiprocessing.spawn`` for several, or the
+ranks torchrun already started. Failures end the job with one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.multiprocessing as mp
+
+from generative_recommenders.errors import UserInputError
+from generative_recommenders.training.distributed import DistributedContext, torchrun_environment
+
+_LOG = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The job's shape: ``nnodes`` machines with ``nproc_per_node`` workers each."""
+
+    master_addr: str
+    master_port: int
+    nproc_per_node: int
+    nnodes: int
+    node_rank: int
+    device: str  # "cpu" or "cuda" (resolved)
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+    @property
+    def init_method(self) -> str:
+        host = f"[{self.master_addr}]" if ":" in self.master_addr else self.master_addr
+        return f"tcp://{host}:{self.master_port}"
+
+    def context(self, local_rank: int) -> DistributedContext:
+        rank = self.node_rank * self.nproc_per_node + local_rank
+        device = torch.device("cuda", local_rank) if self.device == "cuda" else torch.device("cpu")
+        return DistributedContext(
+            rank=rank, local_rank=local_rank, world_size=self.world_size, device=device
+        )
+
+
+def resolve_device(requested: str) -> str:
+    if requested not in DEVICES:
+        raise UserInputError(f"--device={requested!r}: expected one of {', '.join(DEVICES)}")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device=cuda: no CUDA device is visible to PyTorch")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def default_nproc_per_node(device: str) -> int:
+    return torch.cuda.device_count() if device == "cuda" else 1
+
+
+def validate_topology(topology: Topology) -> None:
+    """Clear one-line errors for impossible shapes, a busy port or an unreachable master."""
+    if topology.nproc_per_node < 1 or topology.nnodes < 1:
+        raise UserInputError("--nproc_per_node and --nnodes must be at least 1")
+    if not 0 <= topology.node_rank < topology.nnodes:
+        raise UserInputError(
+            f"--node_rank={topology.node_rank}: expected 0..{topology.nnodes - 1} "
+            f"for --nnodes={topology.nnodes}"
+        )
+    if not 1 <= topology.master_port <= 65535:
+        raise UserInputError(f"--master_port={topology.master_port}: expected a port in 1..65535")
+    if topology.device == "cuda" and topology.nproc_per_node > torch.cuda.device_count():
+        raise UserInputError(
+            f"--nproc_per_node={topology.nproc_per_node}: only "
+            f"{torch.cuda.device_count()} CUDA devices are visible"
+        )
+    if topology.world_size == 1:
+        return
+    if topology.node_rank == 0:
+        check_port_free(topology.master_addr, topology.master_port)
+    else:
+        wait_for_master(topology.master_addr, topology.master_port, timeout_s=120.0)
+
+
+def check_port_free(addr: str, port: int) -> None:
+    """Fail early when the rendezvous port on this (master) node is taken."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((addr, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserInputError(
+                    f"--master_port={port}: port {port} on {addr} is already in use; "
+                    "pass a free port with --master_port"
+                ) from error
+            raise UserInputError(
+                f"--master_addr={addr}: cannot listen on {addr}:{port} on this node ({error.strerror})"
+            ) from error
+
+
+def wait_for_master(addr: str, port: int, timeout_s: float) -> None:
+    """On nodes other than 0: wait until the master accepts connections, or fail in one line."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((addr, port), timeout=5.0):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise UserInputError(
+                    f"--master_addr={addr} --master_port={port}: master unreachable after "
+                    f"{timeout_s:.0f}s ({error}); start node 0 first and check the address"
+                ) from error
+            time.sleep(1.0)
+
+
+WorkerFn = Callable[[DistributedContext, str, object], object]
+
+
+def _spawned_worker(local_rank: int, worker_fn: WorkerFn, topology: Topology, payload) -> None:
+    context = topology.context(local_rank)
+    try:
+        worker_fn(context, topology.init_method, payload)
+    except UserInputError as error:
+        print(f"error (rank {context.rank}): {error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)
+
+
+def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
+    """Run ``worker_fn(context, init_method, payload)`` on every local rank of this node.
+
+    Returns rank 0's result when this node runs it in-process (one worker), else None.
+
+    Raises:
+        UserInputError: bad topology, or a worker that exited with a user-input error.
+        SystemExit: a worker that died of anything else (its traceback is already printed).
+    """
+    torchrun = torchrun_environment()
+    if torchrun is not None:
+        rank, local_rank, world_size = torchrun
+        device = (
+            torch.device("cuda", local_rank) if topology.device == "cuda" else torch.device("cpu")
+        )
+        context = DistributedContext(rank, local_rank, world_size, device)
+        return worker_fn(context, "env://", payload)
+    validate_topology(topology)
+    if topology.world_size == 1:
+        return worker_fn(topology.context(0), topology.init_method, payload)
+    try:
+        mp.spawn(
+            _spawned_worker,
+            args=(worker_fn, topology, payload),
+            nprocs=topology.nproc_per_node,
+            join=True,
+        )
+    except mp.ProcessExitedException as error:
+        code = error.exit_code if error.exit_code and error.exit_code > 0 else 1
+        _LOG.error("worker %d exited with code %s; the job was stopped", error.error_index, code)
+        raise SystemExit(code) from None
+    except mp.ProcessRaisedException as error:
+        print(str(error), file=sys.stderr)
+        _LOG.error("worker %d failed (traceback above); the job was stopped", error.error_index)
+        raise SystemExit(1) from None
+    return None

@@ -1,0 +1,60 @@
+"""Run records: TensorBoard scalars and JSON files on rank 0; every method is a no-op elsewhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+_LOG = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON through a temporary name and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+class RunLogger:
+    """TensorBoard writer for one run folder; inactive (no files, no-ops) when ``active`` is False."""
+
+    def __init__(self, run_dir: Path, active: bool) -> None:
+        self.run_dir = run_dir
+        self.active = active
+        self._writer = None
+        if active:
+            from torch.utils.tensorboard import SummaryWriter
+
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(log_dir=str(run_dir))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, float(value), step)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.scalar(f"{prefix}/{name}", value, step)
+
+    def text_file(self, name: str, text: str) -> None:
+        if self.active:
+            path = self.run_dir / name
+            temporary = path.with_name(f".{name}.tmp-{os.getpid()}")
+            temporary.write_text(text)
+            os.replace(temporary, path)
+
+    def json_file(self, name: str, payload: dict) -> None:
+        if self.active:
+            write_json_atomic(self.run_dir / name, payload)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
