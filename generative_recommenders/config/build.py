@@ -104,7 +104,10 @@ def build_training(
 def _weighted_loss(
     main_loss: torch.Tensor, aux_losses: dict[str, torch.Tensor], weights: dict[str, float]
 ) -> torch.Tensor:
-    return get_weighted_loss(main_loss, aux_losses, weights=weights)
+    """``train_fn.loss_weights`` when set; otherwise the ``get_weighted_loss.weights`` binding."""
+    if weights:
+        return get_weighted_loss(main_loss, aux_losses, weights=weights)
+    return get_weighted_loss(main_loss, aux_losses)
 
 
 def _build_sampler(config: TrainConfig, encoder: nn.Module, catalogue: torch.Tensor) -> nn.Module:

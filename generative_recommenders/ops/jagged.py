@@ -2,7 +2,8 @@
 
 Every function has a pure-PyTorch twin in :mod:`generative_recommenders.ops.reference` with the
 same signature; tests compare values and gradients. When fbgemm_gpu cannot be imported, the twins
-are used (with one warning), so the package still runs everywhere PyTorch does.
+are used (with one warning), so the package still runs everywhere PyTorch does. fbgemm's CPU
+kernels have no float64 versions, so float64 tensors also take the twins.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
 
 def dense_to_jagged(dense: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """[B, N, D] padded -> [sum(lengths), D] jagged values (differentiable)."""
-    if not HAS_FBGEMM:
+    if not HAS_FBGEMM or dense.dtype == torch.float64:
         return reference.dense_to_jagged(dense, offsets)
     total = offsets[-1].item()
     return torch.ops.fbgemm.dense_to_jagged(dense, [offsets], total_L=int(total))[0]
@@ -48,6 +49,6 @@ def jagged_to_dense(
 
     Sequences longer than ``max_len`` are truncated to their first ``max_len`` rows.
     """
-    if not HAS_FBGEMM:
+    if not HAS_FBGEMM or values.dtype == torch.float64:
         return reference.jagged_to_dense(values, offsets, max_len, padding_value)
     return torch.ops.fbgemm.jagged_to_padded_dense(values, [offsets], [max_len], padding_value)

@@ -1,0 +1,65 @@
+"""Gin surface of the training objective and retrieval: ``get_weighted_loss`` and the legacy strings.
+
+The paper's gin files name modules by string (``train_fn.loss_module = "SampledSoftmaxLoss"``,
+``train_fn.sampling_strategy = "local"``, ``train_fn.top_k_method = "MIPSBruteForceTopK"``); they are
+resolved here, once, through :func:`resolve`, whose error lists the accepted choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+import gin
+import torch
+
+from generative_recommenders.errors import UserInputError
+from generative_recommenders.modeling import losses
+from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
+from generative_recommenders.modeling.negatives import (
+    InBatchNegativesSampler,
+    LocalNegativesSampler,
+)
+from generative_recommenders.retrieval.brute_force import MIPSBruteForceTopK, MoLBruteForceTopK
+
+T = TypeVar("T")
+
+LOSS_MODULES: dict[str, type] = {"SampledSoftmaxLoss": SampledSoftmaxLoss, "BCELoss": BCELoss}
+SAMPLING_STRATEGIES: dict[str, type] = {
+    "in-batch": InBatchNegativesSampler,
+    "local": LocalNegativesSampler,
+}
+TOP_K_METHODS: dict[str, type] = {
+    "MIPSBruteForceTopK": MIPSBruteForceTopK,
+    "MoLBruteForceTopK": MoLBruteForceTopK,
+}
+
+
+class UnknownChoiceError(UserInputError, ValueError):
+    """A string binding outside its accepted set (both a user-input error and a ValueError)."""
+
+
+def resolve(mapping: Mapping[str, T], name: str, binding: str) -> T:
+    """``mapping[name]``, or UnknownChoiceError: "train_fn.loss_module='X' is not one of: A, B"."""
+    if name not in mapping:
+        raise UnknownChoiceError(f"{binding}={name!r} is not one of: {', '.join(mapping)}")
+    return mapping[name]
+
+
+@gin.configurable("get_weighted_loss")
+def get_weighted_loss(
+    main_loss: torch.Tensor,
+    aux_losses: dict[str, torch.Tensor],
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """``main_loss + sum(weights[k] * aux_losses[k])``; see ``modeling.losses.get_weighted_loss``.
+
+    ``weights`` comes from the ``get_weighted_loss.weights`` binding unless the caller passes it
+    (an explicit argument wins over a binding, as always with gin); None means no auxiliary term.
+    """
+    try:
+        return losses.get_weighted_loss(main_loss, aux_losses, dict(weights or {}))
+    except ValueError as error:
+        raise UnknownChoiceError(
+            f"train_fn.loss_weights / get_weighted_loss.weights: {error}"
+        ) from error

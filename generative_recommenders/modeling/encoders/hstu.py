@@ -1,0 +1,397 @@
+"""HSTU (Zhai et al., "Actions Speak Louder than Words", arXiv 2402.17152).
+
+Each block (Sequential Transduction Unit) on jagged rows x [T, D] (T = sum of lengths):
+
+    U, V, Q, K = split(phi1(LayerNorm(x) @ W_uvqk))          phi1 = SiLU | identity
+    A = phi2(Q K^T + rab) masked causally                   "rel_bias": SiLU(.) / n
+                                                             "softmax_rel_bias": softmax(./sqrt(dqk))
+                                                             (masked keys get -inf first)
+    y = x + W_o(dropout(U * LayerNorm(A V)))                 concat_ua: W_o([U, LN(AV), U * LN(AV)])
+
+Layer norms here have no learned parameters (eps 1e-6). ``n`` is the fixed constant
+``max_sequence_len + 1`` (the padded training length), not the batch's padded length, so a user's
+outputs never depend on padding or batchmates. Pointwise work runs on the jagged form, the
+attention on padded [B, H, N, N] with a causal mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.modeling.encoders.relative_bias import (
+    RelativeBucketedTimeAndPositionBias,
+    next_timestamps,
+    relative_bias_indices,
+)
+from generative_recommenders.ops import jagged
+
+TIMESTAMPS_KEY = "timestamps"
+NORMALIZATIONS = ("rel_bias", "softmax_rel_bias")
+LINEAR_CONFIGS = ("uvqk",)
+LINEAR_ACTIVATIONS = {"silu": F.silu, "none": lambda x: x}
+NORM_EPS = 1e-6
+
+BiasIndex = tuple[torch.Tensor, "torch.Tensor | None"]
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}; expected one of {sorted(choices)}")
+
+
+class HSTUBlock(nn.Module):
+    """One Sequential Transduction Unit.
+
+    Parameters: W_uvqk [D, H * (2 dv + 2 dqk)] (no bias), W_o Linear(H * dv * (3 if concat_ua
+    else 1), D), and its own relative bias (129 + 2P - 1) when enabled.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        dqk: int,
+        dv: int,
+        linear_dropout_rate: float,
+        attn_dropout_rate: float,
+        normalization: str,
+        linear_activation: str,
+        concat_ua: bool,
+        relative_bias: RelativeBucketedTimeAndPositionBias | None,
+        attention_normalizer: float,
+    ) -> None:
+        super().__init__()
+        _check_choice("normalization", normalization, NORMALIZATIONS)
+        _check_choice("linear_activation", linear_activation, LINEAR_ACTIVATIONS)
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.dqk = dqk
+        self.dv = dv
+        self.normalization = normalization
+        self.activation = LINEAR_ACTIVATIONS[linear_activation]
+        self.concat_ua = concat_ua
+        self.attention_normalizer = attention_normalizer
+        self.uvqk = nn.Parameter(
+            torch.empty(embedding_dim, num_heads * (2 * dv + 2 * dqk)).normal_(0.0, 0.02)
+        )
+        self.o = nn.Linear(num_heads * dv * (3 if concat_ua else 1), embedding_dim)
+        self.linear_dropout = nn.Dropout(linear_dropout_rate)
+        self.attn_dropout = nn.Dropout(attn_dropout_rate)
+        self.relative_bias = relative_bias
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x [*, D] -> U [*, H dv], V [*, H dv], Q [*, H dqk], K [*, H dqk]."""
+        h = self.activation(F.layer_norm(x, (self.embedding_dim,), eps=NORM_EPS) @ self.uvqk)
+        hv, hqk = self.num_heads * self.dv, self.num_heads * self.dqk
+        return tuple(torch.split(h, [hv, hv, hqk, hqk], dim=-1))
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias_index: BiasIndex | None,
+        allowed: torch.Tensor,
+    ) -> torch.Tensor:
+        """q [B, Nq, H dqk], k [B, Nk, H dqk], v [B, Nk, H dv], allowed [B | 1, Nq, Nk] bool
+        -> [B, Nq, H dv]."""
+        B, Nq, _ = q.shape
+        Nk = k.shape[1]
+        H = self.num_heads
+        scores = torch.einsum(
+            "bnhd,bmhd->bhnm", q.view(B, Nq, H, self.dqk), k.view(B, Nk, H, self.dqk)
+        )
+        if self.relative_bias is not None and bias_index is not None:
+            scores = scores + self.relative_bias(*bias_index).unsqueeze(1)
+        if self.normalization == "softmax_rel_bias":
+            scores = scores / math.sqrt(self.dqk)
+        allowed = allowed.unsqueeze(1)
+        if self.normalization == "rel_bias":
+            weights = torch.where(allowed, F.silu(scores), 0.0) / self.attention_normalizer
+        else:
+            weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        weights = self.attn_dropout(weights)
+        out = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(B, Nk, H, self.dv))
+        return out.reshape(B, Nq, H * self.dv)
+
+    def output(self, u: torch.Tensor, attn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """U [*, H dv], attention output [*, H dv], block input x [*, D] -> [*, D]."""
+        a = F.layer_norm(attn, (attn.shape[-1],), eps=NORM_EPS)
+        o_input = torch.cat([u, a, u * a], dim=-1) if self.concat_ua else u * a
+        return x + self.o(self.linear_dropout(o_input))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        offsets: torch.Tensor,
+        max_len: int,
+        bias_index: BiasIndex | None,
+        allowed: torch.Tensor,
+    ) -> torch.Tensor:
+        """Jagged x [T, D] with offsets [B + 1] -> [T, D]."""
+        u, v, q, k = self.project(x)
+        hqk = q.shape[-1]
+        qkv = jagged.jagged_to_dense(torch.cat([q, k, v], dim=-1), offsets, max_len)
+        qd, kd, vd = torch.split(qkv, [hqk, hqk, v.shape[-1]], dim=-1)
+        attn = jagged.dense_to_jagged(self.attend(qd, kd, vd, bias_index, allowed), offsets)
+        return self.output(u, attn, x)
+
+
+@dataclass
+class HSTUCache:
+    """State of already-encoded events, for :meth:`HSTU.encode_incremental`.
+
+    lengths [B]: encoded events per user; timestamps [B, M] int64 (valid below lengths);
+    keys / values: per block [B, M, H dqk] / [B, M, H dv]; last_inputs [B, D]: the first block's
+    input at position lengths - 1 (it is recomputed when events are appended, because its
+    attention bias depends on the next event's time).
+    """
+
+    lengths: torch.Tensor
+    timestamps: torch.Tensor
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    last_inputs: torch.Tensor
+
+
+class HSTU(SequentialEncoder):
+    """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on jagged rows -> postprocessor."""
+
+    def __init__(
+        self,
+        max_sequence_len: int,
+        max_output_len: int,
+        embedding_dim: int,
+        num_blocks: int,
+        num_heads: int,
+        dqk: int,
+        dv: int,
+        linear_dropout_rate: float,
+        attn_dropout_rate: float,
+        embedding_module: nn.Module,
+        similarity_module: nn.Module,
+        input_features_preproc_module: nn.Module,
+        output_postproc_module: nn.Module,
+        normalization: str = "rel_bias",
+        linear_config: str = "uvqk",
+        linear_activation: str = "silu",
+        concat_ua: bool = False,
+        enable_relative_attention_bias: bool = True,
+        activation_checkpoint: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            embedding_module,
+            similarity_module,
+            input_features_preproc_module,
+            output_postproc_module,
+        )
+        _check_choice("linear_config", linear_config, LINEAR_CONFIGS)
+        self.max_sequence_len = max_sequence_len
+        self.max_output_len = max_output_len
+        self.embedding_dim = embedding_dim
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.dqk = dqk
+        self.dv = dv
+        self.linear_dropout_rate = linear_dropout_rate
+        self.attn_dropout_rate = attn_dropout_rate
+        self.normalization = normalization
+        self.linear_config = linear_config
+        self.linear_activation = linear_activation
+        self.concat_ua = concat_ua
+        self.enable_relative_attention_bias = enable_relative_attention_bias
+        self.activation_checkpoint = activation_checkpoint
+        self.verbose = verbose
+        self.tokens_per_event = int(getattr(input_features_preproc_module, "tokens_per_event", 1))
+        self.max_positions = self.tokens_per_event * (max_sequence_len + max_output_len)
+        self.blocks = nn.ModuleList(
+            HSTUBlock(
+                embedding_dim=embedding_dim,
+                num_heads=num_heads,
+                dqk=dqk,
+                dv=dv,
+                linear_dropout_rate=linear_dropout_rate,
+                attn_dropout_rate=attn_dropout_rate,
+                normalization=normalization,
+                linear_activation=linear_activation,
+                concat_ua=concat_ua,
+                relative_bias=(
+                    RelativeBucketedTimeAndPositionBias(self.max_positions)
+                    if enable_relative_attention_bias
+                    else None
+                ),
+                attention_normalizer=float(max_sequence_len + 1),
+            )
+            for _ in range(num_blocks)
+        )
+
+    def _token_timestamps(self, payloads: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """[B, N] event times -> [B, N'] token times (None without the payload)."""
+        ts = payloads.get(TIMESTAMPS_KEY)
+        if ts is None or self.tokens_per_event == 1:
+            return ts
+        return ts.repeat_interleave(self.tokens_per_event, dim=1)
+
+    def _run_block(self, block: HSTUBlock, *args) -> torch.Tensor:
+        if self.activation_checkpoint and self.training:
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def _encode_all(
+        self,
+        past_lengths: torch.Tensor,
+        past_ids: torch.Tensor,
+        past_embeddings: torch.Tensor,
+        past_payloads: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths, x, valid_mask = self.input_preproc(
+            past_lengths, past_ids, past_embeddings, past_payloads
+        )
+        B, n, _ = x.shape
+        offsets = jagged.lengths_to_offsets(lengths)
+        bias_index = None
+        if self.enable_relative_attention_bias:
+            ts = self._token_timestamps(past_payloads)
+            positions = torch.arange(n, device=x.device).unsqueeze(0)
+            bias_index = relative_bias_indices(
+                positions,
+                positions,
+                self.max_positions,
+                None if ts is None else next_timestamps(ts),
+                ts,
+            )
+        allowed = torch.ones(n, n, dtype=torch.bool, device=x.device).tril().unsqueeze(0)
+        h = jagged.dense_to_jagged(x, offsets)
+        for block in self.blocks:
+            h = self._run_block(block, h, offsets, n, bias_index, allowed)
+        out = jagged.jagged_to_dense(h, offsets, n)
+        return lengths, self.output_postproc(out) * valid_mask
+
+    # ---- incremental encoding (M-FALCON-style reuse of cached keys/values) ----
+
+    def init_cache(
+        self, batch_size: int, device: torch.device | str | None = None, dtype=torch.float32
+    ) -> HSTUCache:
+        """An empty cache for ``batch_size`` users."""
+        hqk, hv = self.num_heads * self.dqk, self.num_heads * self.dv
+        return HSTUCache(
+            lengths=torch.zeros(batch_size, dtype=torch.int64, device=device),
+            timestamps=torch.zeros(batch_size, 0, dtype=torch.int64, device=device),
+            keys=[torch.zeros(batch_size, 0, hqk, dtype=dtype, device=device)] * self.num_blocks,
+            values=[torch.zeros(batch_size, 0, hv, dtype=dtype, device=device)] * self.num_blocks,
+            last_inputs=torch.zeros(batch_size, self.embedding_dim, dtype=dtype, device=device),
+        )
+
+    def encode_incremental(
+        self,
+        cache: HSTUCache,
+        new_lengths: torch.Tensor,
+        new_ids: torch.Tensor,
+        new_embeddings: torch.Tensor,
+        new_payloads: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, HSTUCache]:
+        """Append events to the encoded histories and return the new last states.
+
+        Args:
+            cache: from :meth:`init_cache` or a previous call.
+            new_lengths: [B] number of new events per user (may be 0).
+            new_ids: [B, K] int64; new_embeddings: [B, K, D].
+            new_payloads: same keys as in :meth:`forward`, [B, K]; as there, timestamps at index
+                ``new_lengths`` (when K allows) is the query time.
+        Returns:
+            (states [B, D] after each user's last event, the updated cache). Only the new positions
+            and the previous last one are computed; in eval mode the states equal :meth:`encode`
+            on the concatenated histories.
+        """
+        if self.tokens_per_event != 1:
+            raise ValueError("incremental encoding needs a one-token-per-event preprocessor")
+        B, K = new_ids.shape
+        device = new_ids.device
+        old = cache.lengths
+        total = old + new_lengths
+        steps = torch.arange(K, device=device).unsqueeze(0)
+        _, x_new, _ = self.input_preproc(
+            new_lengths, new_ids, new_embeddings, new_payloads, positions=old.unsqueeze(1) + steps
+        )
+        # Row 0 is the previous last position (old - 1), rows r >= 1 are positions old + r - 1.
+        x = torch.cat([cache.last_inputs.unsqueeze(1), x_new], dim=1)
+        rows = torch.arange(K + 1, device=device).unsqueeze(0)
+        query_pos = old.unsqueeze(1) - 1 + rows
+        row_valid = ((rows == 0) & (old > 0).unsqueeze(1)) | (
+            (rows >= 1) & (rows <= new_lengths.unsqueeze(1))
+        )
+        width = int(total.max().item()) if B > 0 else 0
+        scatter_pos = torch.where(row_valid, query_pos, width)  # invalid rows -> scratch column
+        # Causal mask; invalid rows (clamped to position 0) stay finite and are zeroed below.
+        key_index = torch.arange(width, device=device).view(1, 1, -1)
+        allowed = key_index <= query_pos.clamp(min=0).unsqueeze(2)
+        # Timestamps of all positions, with the one after the last new event for the last query.
+        new_ts = new_payloads.get(TIMESTAMPS_KEY)
+        ts_all = torch.zeros(B, width + K + 2, dtype=torch.int64, device=device)
+        m = min(cache.timestamps.shape[1], width)
+        ts_all[:, :m] = cache.timestamps[:, :m]
+        if new_ts is not None and K > 0:
+            ts_all.scatter_(1, old.unsqueeze(1) + steps, new_ts)
+            ts_all.scatter_(1, (old + K).unsqueeze(1), new_ts[:, K - 1 :])
+        bias_index = None
+        if self.enable_relative_attention_bias:
+            key_pos = torch.arange(width, device=device).unsqueeze(0)
+            query_times = key_times = None
+            if new_ts is not None:
+                query_times = ts_all.gather(1, query_pos.clamp(min=-1) + 1)
+                key_times = ts_all[:, :width]
+            bias_index = relative_bias_indices(
+                query_pos, key_pos, self.max_positions, query_times, key_times
+            )
+        block_input0 = x
+        keys, values = [], []
+        for block, k_cache, v_cache in zip(self.blocks, cache.keys, cache.values, strict=True):
+            u, v, q, k = block.project(x)
+            k_all = self._extend(k_cache, width, k, scatter_pos)
+            v_all = self._extend(v_cache, width, v, scatter_pos)
+            attn = block.attend(q, k_all, v_all, bias_index, allowed)
+            x = torch.where(row_valid.unsqueeze(2), block.output(u, attn, x), 0.0)
+            keys.append(k_all)
+            values.append(v_all)
+        last_row = new_lengths.to(torch.int64)
+        batch = torch.arange(B, device=device)
+        states = torch.where(
+            (total > 0).unsqueeze(1), self.output_postproc(x[batch, last_row]), 0.0
+        )
+        new_cache = HSTUCache(
+            lengths=total,
+            timestamps=ts_all[:, :width],
+            keys=keys,
+            values=values,
+            last_inputs=block_input0[batch, last_row],
+        )
+        return states, new_cache
+
+    @staticmethod
+    def _extend(
+        cached: torch.Tensor, width: int, rows: torch.Tensor, scatter_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """cached [B, M, E] + rows [B, R, E] written at scatter_pos [B, R] -> [B, width, E]."""
+        B, M, E = cached.shape
+        out = cached.new_zeros(B, width + 1, E)
+        m = min(M, width)
+        out[:, :m] = cached[:, :m]
+        out = out.scatter(1, scatter_pos.unsqueeze(2).expand(-1, -1, E), rows)
+        return out[:, :width]
+
+    def debug_str(self) -> str:
+        return (
+            f"HSTU-b{self.num_blocks}-h{self.num_heads}-dqk{self.dqk}-dv{self.dv}"
+            f"-l{self.linear_activation}-ddr{self.linear_dropout_rate}"
+            f"-adr{self.attn_dropout_rate}-{self.normalization}"
+            + ("-rab" if self.enable_relative_attention_bias else "")
+            + ("-cua" if self.concat_ua else "")
+        )

@@ -1,0 +1,231 @@
+"""Autoregressive losses with sampled negatives: sampled softmax and binary cross-entropy.
+
+Every supervised position (``supervision_weights > 0``) predicts its next item. The padded
+``[B, N, ...]`` inputs are first reduced to the jagged ``[L, ...]`` form (L = number of supervised
+positions), so padding costs nothing. Per position, the query is scored against its positive and its
+own independently drawn negatives through the similarity module in one call
+(``similarity(query [L, D], items [L, 1 + R, D])``), logits are divided by the temperature, and
+negatives equal to the positive (accidental hits) are masked to ``-inf``. The loss is the weighted
+mean ``sum(w * loss) / sum(w)``.
+
+Memory: negatives are drawn as int64 slots first and their embeddings gathered per chunk of
+positions; with ``activation_checkpoint`` each chunk's gather and scoring run under
+``torch.utils.checkpoint``, so the ``[L, 1 + R, D]`` candidate tensor is never held whole for backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from generative_recommenders.modeling.negatives import Lookup
+
+
+class _SampledLoss(nn.Module):
+    """Shared jagged reduction, chunking, masking and weighting; subclasses define per-row loss."""
+
+    def __init__(
+        self,
+        num_to_sample: int,
+        temperature: float,
+        activation_checkpoint: bool,
+        checkpoint_chunk_size: int,
+    ) -> None:
+        super().__init__()
+        if num_to_sample < 1:
+            raise ValueError(f"num_to_sample must be >= 1, got {num_to_sample}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if checkpoint_chunk_size < 1:
+            raise ValueError(f"checkpoint_chunk_size must be >= 1, got {checkpoint_chunk_size}")
+        self._num_to_sample = int(num_to_sample)
+        self._temperature = float(temperature)
+        self._activation_checkpoint = bool(activation_checkpoint)
+        self._chunk_size = int(checkpoint_chunk_size)
+
+    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """logits [c, 1 + R] (column 0 = positive, already / temperature), hits [c, R] -> [c]."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        lengths: torch.Tensor,
+        output_embeddings: torch.Tensor,
+        supervision_ids: torch.Tensor,
+        supervision_embeddings: torch.Tensor,
+        supervision_weights: torch.Tensor,
+        negatives_sampler: nn.Module,
+        similarity_module: nn.Module,
+        user_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted mean loss over supervised positions, and the similarity's auxiliary losses.
+
+        Args:
+            lengths: [B] history lengths; only for the caller's bookkeeping: the supervised
+                positions are exactly those with ``supervision_weights > 0``.
+            output_embeddings: [B, N, D] queries (encoder output at positions 0..N-1).
+            supervision_ids: [B, N] int64 next-item ids (0 = padding).
+            supervision_embeddings: [B, N, D] raw table rows of ``supervision_ids``; normalised
+                here with ``negatives_sampler.normalize_embeddings``, like the negatives.
+            supervision_weights: [B, N] float weights (0 = not supervised).
+            negatives_sampler: an in-batch or local sampler (``process_batch`` already called).
+            similarity_module: the model's similarity (see ``modeling.similarity.base``).
+            user_ids: [B] int64 or None, repeated per position for user-aware similarities.
+
+        Returns:
+            (scalar loss, {name: scalar}) with the auxiliary losses averaged over positions.
+        """
+        del lengths
+        # One nonzero (one host sync) gives the jagged rows; everything else is index_select.
+        rows = (supervision_weights > 0).reshape(-1).nonzero().squeeze(1)  # [L]
+        dim = output_embeddings.shape[-1]
+        queries = output_embeddings.reshape(-1, dim).index_select(0, rows)  # [L, D]
+        positive_ids = supervision_ids.reshape(-1).index_select(0, rows)  # [L]
+        positives = negatives_sampler.normalize_embeddings(
+            supervision_embeddings.reshape(-1, supervision_embeddings.shape[-1]).index_select(
+                0, rows
+            )
+        )
+        weights = supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype)  # [L]
+        row_user_ids = None
+        if user_ids is not None:
+            seq_len = supervision_ids.shape[1]
+            row_user_ids = user_ids.index_select(0, torch.div(rows, seq_len, rounding_mode="floor"))
+        num_rows = queries.shape[0]
+        if num_rows == 0:
+            return output_embeddings.sum() * 0.0, {}
+
+        slots = negatives_sampler.draw_slots(num_rows, self._num_to_sample, queries.device)
+        negative_ids = negatives_sampler.candidate_ids()[slots]  # [L, R]
+        lookup = negatives_sampler.make_lookup(slots.numel())
+        chunk = self._chunk_size if self._activation_checkpoint else num_rows
+
+        total = queries.new_zeros(())
+        aux_total: dict[str, torch.Tensor] = {}
+        for start in range(0, num_rows, chunk):
+            end = min(start + chunk, num_rows)
+            args = (
+                queries[start:end],
+                positives[start:end],
+                positive_ids[start:end],
+                slots[start:end],
+                negative_ids[start:end],
+                weights[start:end],
+                None if row_user_ids is None else row_user_ids[start:end],
+            )
+            fn = _ChunkLoss(self, lookup, similarity_module)
+            if self._activation_checkpoint:
+                loss_sum, aux = checkpoint(fn, *args, use_reentrant=False)
+            else:
+                loss_sum, aux = fn(*args)
+            total = total + loss_sum
+            share = (end - start) / num_rows
+            for name, value in aux.items():
+                aux_total[name] = aux_total.get(name, 0.0) + value * share
+        return total / weights.sum(), aux_total
+
+
+class _ChunkLoss:
+    """One chunk's candidate gather, scoring and weighted loss sum (checkpointable)."""
+
+    def __init__(self, loss: _SampledLoss, lookup: Lookup, similarity: Callable) -> None:
+        self._loss = loss
+        self._lookup = lookup
+        self._similarity = similarity
+
+    def __call__(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        positive_ids: torch.Tensor,
+        slots: torch.Tensor,
+        negative_ids: torch.Tensor,
+        weights: torch.Tensor,
+        user_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        candidates = torch.cat([positives.unsqueeze(1), self._lookup(slots)], dim=1)  # [c, 1+R, D]
+        logits, aux = self._similarity(queries, candidates, user_ids)  # [c, 1 + R]
+        logits = logits / self._loss._temperature
+        hits = negative_ids == positive_ids.unsqueeze(1)  # [c, R]
+        losses = self._loss._row_losses(logits, hits)  # [c]
+        return (losses * weights).sum(), aux
+
+
+class SampledSoftmaxLoss(_SampledLoss):
+    """Cross-entropy of the positive against itself plus ``num_to_sample`` sampled negatives.
+
+    Per position: ``-log softmax([s+, s1, ..., sR] / T)[0]`` with accidental hits excluded.
+
+    Args:
+        num_to_sample: R negatives per position.
+        softmax_temperature: T, logits are divided by it.
+        activation_checkpoint: recompute each chunk's scores in backward to bound memory.
+        checkpoint_chunk_size: positions per checkpointed chunk.
+    """
+
+    def __init__(
+        self,
+        num_to_sample: int,
+        softmax_temperature: float,
+        activation_checkpoint: bool = False,
+        checkpoint_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__(
+            num_to_sample, softmax_temperature, activation_checkpoint, checkpoint_chunk_size
+        )
+
+    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        masked = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], dim=1)
+        return torch.logsumexp(masked, dim=1) - masked[:, 0]
+
+    def debug_str(self) -> str:
+        return f"ssl-t{self._temperature:g}-n{self._num_to_sample}"
+
+
+class BCELoss(_SampledLoss):
+    """Binary cross-entropy: the positive labelled 1, one sampled negative labelled 0.
+
+    Per position: ``softplus(-s+/T) + softplus(s-/T)``, the negative term dropped on an
+    accidental hit (the negative equals the positive).
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        activation_checkpoint: bool = False,
+        checkpoint_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__(1, temperature, activation_checkpoint, checkpoint_chunk_size)
+
+    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        positive = F.softplus(-logits[:, 0])
+        negative = F.softplus(logits[:, 1]).masked_fill(hits[:, 0], 0.0)
+        return positive + negative
+
+    def debug_str(self) -> str:
+        return f"bce-t{self._temperature:g}"
+
+
+def get_weighted_loss(
+    main_loss: torch.Tensor, aux_losses: dict[str, torch.Tensor], weights: dict[str, float]
+) -> torch.Tensor:
+    """``main_loss + sum(weights[k] * aux_losses[k] for k in weights)``.
+
+    Auxiliary losses without a weight are not added (they are still logged by the caller).
+
+    Raises:
+        ValueError: a key of ``weights`` that is not an auxiliary loss, naming the available ones.
+    """
+    total = main_loss
+    for name, weight in weights.items():
+        if name not in aux_losses:
+            available = ", ".join(sorted(aux_losses)) or "none"
+            raise ValueError(
+                f"loss weight {name!r} names no auxiliary loss; available: {available}"
+            )
+        total = total + float(weight) * aux_losses[name]
+    return total
