@@ -124,10 +124,14 @@ def wait_for_master(addr: str, port: int, timeout_s: float) -> None:
 WorkerFn = Callable[[DistributedContext, str, object], object]
 
 
-def _spawned_worker(local_rank: int, worker_fn: WorkerFn, topology: Topology, payload) -> None:
+def _spawned_worker(
+    local_rank: int, worker_fn: WorkerFn, topology: Topology, payload, results
+) -> None:
     context = topology.context(local_rank)
     try:
-        worker_fn(context, topology.init_method, payload)
+        result = worker_fn(context, topology.init_method, payload)
+        if context.rank == 0:
+            results.put(result)
     except UserInputError as error:
         print(f"error (rank {context.rank}): {error}", file=sys.stderr, flush=True)
         sys.exit(error.exit_code)
@@ -136,7 +140,7 @@ def _spawned_worker(local_rank: int, worker_fn: WorkerFn, topology: Topology, pa
 def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
     """Run ``worker_fn(context, init_method, payload)`` on every local rank of this node.
 
-    Returns rank 0's result when this node runs it in-process (one worker), else None.
+    Returns rank 0's result on the node that runs rank 0, else None.
 
     Raises:
         UserInputError: bad topology, or a worker that exited with a user-input error.
@@ -153,10 +157,11 @@ def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
     validate_topology(topology)
     if topology.world_size == 1:
         return worker_fn(topology.context(0), topology.init_method, payload)
+    results = mp.get_context("spawn").SimpleQueue()
     try:
         mp.spawn(
             _spawned_worker,
-            args=(worker_fn, topology, payload),
+            args=(worker_fn, topology, payload, results),
             nprocs=topology.nproc_per_node,
             join=True,
         )
@@ -168,4 +173,4 @@ def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
         print(str(error), file=sys.stderr)
         _LOG.error("worker %d failed (traceback above); the job was stopped", error.error_index)
         raise SystemExit(1) from None
-    return None
+    return None if results.empty() else results.get()
