@@ -99,7 +99,9 @@ def _train(config: TrainConfig, context: DistributedContext, options: RunOptions
     )
     run_dir = Path(options.exp_dir) / group / run_name
     logger = RunLogger(run_dir, active=context.is_main)
+    checkpoint_dir = Path(options.ckpt_dir) / group / run_name
     record = _run_record(config, context, run_name, store)
+    record.update(data_dir=str(options.data_dir), checkpoint_dir=str(checkpoint_dir))
     trainer = Trainer(
         model=built.model,
         data=built.data,
@@ -107,7 +109,7 @@ def _train(config: TrainConfig, context: DistributedContext, options: RunOptions
         schedule=built.schedule,
         context=context,
         logger=logger,
-        checkpoint_dir=Path(options.ckpt_dir) / group / run_name,
+        checkpoint_dir=checkpoint_dir,
         run_record=record,
     )
     if resume_state is not None:
