@@ -13,14 +13,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from generative_recommenders.config.choices import choose
 from generative_recommenders.config.data import create_data_loader
-from generative_recommenders.config.modeling import build_encoder
+from generative_recommenders.config.modeling import (
+    EMBEDDINGS,
+    ENCODERS,
+    POSTPROCESSORS,
+    SIMILARITIES,
+    build_encoder,
+)
 from generative_recommenders.config.objective import (
     LOSS_MODULES,
     SAMPLING_STRATEGIES,
     TOP_K_METHODS,
     get_weighted_loss,
-    resolve,
 )
 from generative_recommenders.config.train import TrainConfig
 from generative_recommenders.data.dataset import SequenceDataset
@@ -50,6 +56,20 @@ class BuiltTraining:
     model_summary: str
 
 
+def validate_choices(config: TrainConfig) -> None:
+    """Check every string binding against its mapping, before any worker starts."""
+    for binding, value, choices in (
+        ("train_fn.main_module", config.main_module, ENCODERS),
+        ("train_fn.interaction_module_type", config.interaction_module_type, SIMILARITIES),
+        ("train_fn.embedding_module_type", config.embedding_module_type, EMBEDDINGS),
+        ("train_fn.user_embedding_norm", config.user_embedding_norm, POSTPROCESSORS),
+        ("train_fn.loss_module", config.loss_module, LOSS_MODULES),
+        ("train_fn.sampling_strategy", config.sampling_strategy, SAMPLING_STRATEGIES),
+        ("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS),
+    ):
+        choose(binding, value, choices)
+
+
 def build_training(
     config: TrainConfig, store: SequenceStore, context: DistributedContext
 ) -> BuiltTraining:
@@ -72,7 +92,7 @@ def build_training(
     encoder = encoder.to(device)
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
     sampler = _build_sampler(config, encoder, catalogue)
-    loss_class = resolve(LOSS_MODULES, config.loss_module, "train_fn.loss_module")
+    loss_class = choose("train_fn.loss_module", config.loss_module, LOSS_MODULES)
     if config.loss_module == "BCELoss":
         loss = loss_class(temperature=1.0)
     else:
@@ -111,8 +131,8 @@ def _weighted_loss(
 
 
 def _build_sampler(config: TrainConfig, encoder: nn.Module, catalogue: torch.Tensor) -> nn.Module:
-    sampler_class = resolve(
-        SAMPLING_STRATEGIES, config.sampling_strategy, "train_fn.sampling_strategy"
+    sampler_class = choose(
+        "train_fn.sampling_strategy", config.sampling_strategy, SAMPLING_STRATEGIES
     )
     if config.sampling_strategy == "local":
         return sampler_class(
@@ -164,7 +184,7 @@ def _build_evaluate_fn(
     catalogue: torch.Tensor,
     device: torch.device,
 ) -> Callable[[nn.Module, SplitData, int | None], dict[str, float]]:
-    top_k_class = resolve(TOP_K_METHODS, config.top_k_method, "train_fn.top_k_method")
+    top_k_class = choose("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS)
     evaluator = Evaluator(
         filter_seen=config.filter_seen,
         sampled_negatives=config.sampled_eval,

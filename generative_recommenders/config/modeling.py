@@ -10,13 +10,13 @@ the similarity factories return the module only (its ``debug_str()`` gives the r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable
 
 import gin
 import torch
 from torch import nn
 
+from generative_recommenders.config.choices import UnknownChoiceError, choose  # noqa: F401
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.embeddings import (
     CategoricalEmbeddingModule,
@@ -34,21 +34,6 @@ from generative_recommenders.modeling.preprocessors import (
 )
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
 from generative_recommenders.modeling.similarity.mol import MoLSimilarity
-
-T = TypeVar("T")
-
-
-class UnknownChoiceError(UserInputError, ValueError):
-    """A legacy string setting that names no known choice."""
-
-
-def choose(binding: str, value: str, choices: Mapping[str, T]) -> T:
-    """choices[value], or UnknownChoiceError naming the binding and the valid values."""
-    if value not in choices:
-        raise UnknownChoiceError(
-            f"{binding}={value!r} is unknown; expected one of {sorted(choices)}"
-        )
-    return choices[value]
 
 
 @gin.configurable

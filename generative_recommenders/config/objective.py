@@ -2,18 +2,15 @@
 
 The paper's gin files name modules by string (``train_fn.loss_module = "SampledSoftmaxLoss"``,
 ``train_fn.sampling_strategy = "local"``, ``train_fn.top_k_method = "MIPSBruteForceTopK"``); they are
-resolved here, once, through :func:`resolve`, whose error lists the accepted choices.
+resolved once, through :func:`generative_recommenders.config.choices.choose`, whose error lists the accepted choices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TypeVar
-
 import gin
 import torch
 
-from generative_recommenders.errors import UserInputError
+from generative_recommenders.config.choices import UnknownChoiceError
 from generative_recommenders.modeling import losses
 from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.negatives import (
@@ -21,8 +18,6 @@ from generative_recommenders.modeling.negatives import (
     LocalNegativesSampler,
 )
 from generative_recommenders.retrieval.brute_force import MIPSBruteForceTopK, MoLBruteForceTopK
-
-T = TypeVar("T")
 
 LOSS_MODULES: dict[str, type] = {"SampledSoftmaxLoss": SampledSoftmaxLoss, "BCELoss": BCELoss}
 SAMPLING_STRATEGIES: dict[str, type] = {
@@ -33,17 +28,6 @@ TOP_K_METHODS: dict[str, type] = {
     "MIPSBruteForceTopK": MIPSBruteForceTopK,
     "MoLBruteForceTopK": MoLBruteForceTopK,
 }
-
-
-class UnknownChoiceError(UserInputError, ValueError):
-    """A string binding outside its accepted set (both a user-input error and a ValueError)."""
-
-
-def resolve(mapping: Mapping[str, T], name: str, binding: str) -> T:
-    """``mapping[name]``, or UnknownChoiceError: "train_fn.loss_module='X' is not one of: A, B"."""
-    if name not in mapping:
-        raise UnknownChoiceError(f"{binding}={name!r} is not one of: {', '.join(mapping)}")
-    return mapping[name]
 
 
 @gin.configurable("get_weighted_loss")

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from generative_recommenders import __version__
-from generative_recommenders.config.build import build_training
+from generative_recommenders.config.build import build_training, validate_choices
 from generative_recommenders.config.registry import operative_config, parse_gin
 from generative_recommenders.config.train import TrainConfig, train_fn
 from generative_recommenders.data.store import SequenceStore
@@ -60,6 +60,7 @@ def load_config(options: RunOptions) -> TrainConfig:
 def preflight(options: RunOptions) -> TrainConfig:
     """Checks made once in the launching process, before any worker starts."""
     config = load_config(options)
+    validate_choices(config)
     SequenceStore.open(options.data_dir, config.dataset_name)
     return config
 

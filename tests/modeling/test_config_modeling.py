@@ -144,7 +144,7 @@ def test_unknown_choices_list_the_valid_ones(field, value):
         embedding_module_type="local",
     )
     kwargs[field] = value
-    with pytest.raises(UnknownChoiceError, match=f"{field}={value!r}.*expected one of") as err:
+    with pytest.raises(UnknownChoiceError, match=f"{field}={value!r}.*is not one of") as err:
         build_encoder(**kwargs)
     assert isinstance(err.value, ValueError) and isinstance(err.value, UserInputError)
 

@@ -7,22 +7,23 @@ import pytest
 import torch
 
 from generative_recommenders.config import objective
+from generative_recommenders.config.choices import choose
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.negatives import LocalNegativesSampler
 from generative_recommenders.retrieval import MoLBruteForceTopK
 
 
-def test_resolve_returns_the_class_and_names_the_choices_otherwise():
-    assert objective.resolve(objective.LOSS_MODULES, "BCELoss", "train_fn.loss_module") is BCELoss
+def test_choose_returns_the_class_and_names_the_choices_otherwise():
+    assert choose("train_fn.loss_module", "BCELoss", objective.LOSS_MODULES) is BCELoss
     assert (
-        objective.resolve(objective.LOSS_MODULES, "SampledSoftmaxLoss", "train_fn.loss_module")
+        choose("train_fn.loss_module", "SampledSoftmaxLoss", objective.LOSS_MODULES)
         is SampledSoftmaxLoss
     )
     assert objective.SAMPLING_STRATEGIES["local"] is LocalNegativesSampler
     assert objective.TOP_K_METHODS["MoLBruteForceTopK"] is MoLBruteForceTopK
     with pytest.raises(ValueError) as caught:
-        objective.resolve(objective.LOSS_MODULES, "X", "train_fn.loss_module")
+        choose("train_fn.loss_module", "X", objective.LOSS_MODULES)
     message = str(caught.value)
     assert message == "train_fn.loss_module='X' is not one of: SampledSoftmaxLoss, BCELoss"
     assert isinstance(caught.value, UserInputError)
