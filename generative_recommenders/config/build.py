@@ -70,14 +70,11 @@ def validate_choices(config: TrainConfig) -> None:
         choose(binding, value, choices)
 
 
-def build_training(
-    config: TrainConfig, store: SequenceStore, context: DistributedContext
-) -> BuiltTraining:
-    """Build model, loaders, evaluation and schedule for one rank."""
-    device = context.device
-    encoder = build_encoder(
+def build_config_encoder(config: TrainConfig, max_item_id: int) -> nn.Module:
+    """The encoder (item table, preprocessor, blocks, postprocessor, similarity) of ``config``."""
+    return build_encoder(
         main_module=config.main_module,
-        max_item_id=store.max_item_id,
+        max_item_id=max_item_id,
         max_sequence_length=config.max_sequence_length,
         gr_output_length=config.gr_output_length,
         item_embedding_dim=config.item_embedding_dim,
@@ -87,6 +84,14 @@ def build_training(
         interaction_module_type=config.interaction_module_type,
         embedding_module_type=config.embedding_module_type,
     )
+
+
+def build_training(
+    config: TrainConfig, store: SequenceStore, context: DistributedContext
+) -> BuiltTraining:
+    """Build model, loaders, evaluation and schedule for one rank."""
+    device = context.device
+    encoder = build_config_encoder(config, store.max_item_id)
     if config.main_module_bf16:
         encoder = encoder.to(torch.bfloat16)
     encoder = encoder.to(device)
