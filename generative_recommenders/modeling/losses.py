@@ -8,8 +8,14 @@ own independently drawn negatives through the similarity module in one call
 negatives equal to the positive (accidental hits) are masked to ``-inf``. The loss is the weighted
 mean ``sum(w * loss) / sum(w)``.
 
-Memory: negatives are drawn as int64 slots first and their embeddings gathered per chunk of
-positions; with ``activation_checkpoint`` each chunk's gather and scoring run under
+Fast path (dot-product similarity, the default): the positive logit is a row-wise dot product and
+the negatives' logits come from :func:`generative_recommenders.ops.sampled_dot.sampled_dot_logits`
+against the sampler's normalised candidate table, in chunks, so neither the ``[L, R, D]`` negatives
+nor the ``[L, 1 + R, D]`` candidates are ever materialised. ``fused=False`` keeps the plain path
+below (the reference the fast path is tested against); other similarities always take it.
+
+Memory (plain path): negatives are drawn as int64 slots first and their embeddings gathered per
+chunk of positions; with ``activation_checkpoint`` each chunk's gather and scoring run under
 ``torch.utils.checkpoint``, so the ``[L, 1 + R, D]`` candidate tensor is never held whole for backward.
 """
 
@@ -23,6 +29,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.negatives import Lookup
+from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
+from generative_recommenders.ops.sampled_dot import sampled_dot_logits
 
 
 class _SampledLoss(nn.Module):
@@ -34,6 +42,7 @@ class _SampledLoss(nn.Module):
         temperature: float,
         activation_checkpoint: bool,
         checkpoint_chunk_size: int,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if num_to_sample < 1:
@@ -46,6 +55,7 @@ class _SampledLoss(nn.Module):
         self._temperature = float(temperature)
         self._activation_checkpoint = bool(activation_checkpoint)
         self._chunk_size = int(checkpoint_chunk_size)
+        self.fused = bool(fused)
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         """logits [c, 1 + R] (column 0 = positive, already / temperature), hits [c, R] -> [c]."""
@@ -101,6 +111,19 @@ class _SampledLoss(nn.Module):
 
         slots = negatives_sampler.draw_slots(num_rows, self._num_to_sample, queries.device)
         negative_ids = negatives_sampler.candidate_ids()[slots]  # [L, R]
+        if self.fused and isinstance(similarity_module, DotProductSimilarity):
+            table = negatives_sampler.candidate_table()  # [U, D]
+            positive_logits = (queries * positives).sum(dim=-1, keepdim=True)  # [L, 1]
+            logits = (
+                torch.cat(
+                    [positive_logits, sampled_dot_logits(queries, table.to(queries.dtype), slots)],
+                    dim=1,
+                )
+                / self._temperature
+            )  # [L, 1 + R]
+            hits = negative_ids == positive_ids.unsqueeze(1)  # [L, R]
+            losses = self._row_losses(logits, hits)
+            return (losses * weights).sum() / weights.sum(), {}
         lookup = negatives_sampler.make_lookup(slots.numel())
         chunk = self._chunk_size if self._activation_checkpoint else num_rows
 
@@ -163,8 +186,10 @@ class SampledSoftmaxLoss(_SampledLoss):
     Args:
         num_to_sample: R negatives per position.
         softmax_temperature: T, logits are divided by it.
-        activation_checkpoint: recompute each chunk's scores in backward to bound memory.
+        activation_checkpoint: recompute each chunk's scores in backward to bound memory (plain
+            path; the fused path is chunked and bounded anyway).
         checkpoint_chunk_size: positions per checkpointed chunk.
+        fused: use the fused dot-product path when the similarity is a dot product.
     """
 
     def __init__(
@@ -173,9 +198,10 @@ class SampledSoftmaxLoss(_SampledLoss):
         softmax_temperature: float,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
+        fused: bool = True,
     ) -> None:
         super().__init__(
-            num_to_sample, softmax_temperature, activation_checkpoint, checkpoint_chunk_size
+            num_to_sample, softmax_temperature, activation_checkpoint, checkpoint_chunk_size, fused
         )
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -198,8 +224,9 @@ class BCELoss(_SampledLoss):
         temperature: float = 1.0,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
+        fused: bool = True,
     ) -> None:
-        super().__init__(1, temperature, activation_checkpoint, checkpoint_chunk_size)
+        super().__init__(1, temperature, activation_checkpoint, checkpoint_chunk_size, fused)
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         positive = F.softplus(-logits[:, 0])

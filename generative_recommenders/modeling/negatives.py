@@ -52,6 +52,14 @@ class _UniformSampler(nn.Module):
         """A function slots [*] -> normalised embeddings [*, D] for about ``num_draws`` slots."""
         raise NotImplementedError
 
+    def candidate_table(self) -> torch.Tensor:
+        """[U, D] normalised embeddings of the whole candidate table (row i = slot i).
+
+        Differentiable; the fused sampled-softmax path scores slots against it without ever
+        materialising the ``[L, R, D]`` gathered negatives.
+        """
+        raise NotImplementedError
+
     def draw_slots(
         self,
         num_positions: int,
@@ -144,6 +152,11 @@ class InBatchNegativesSampler(_UniformSampler):
             raise ValueError("InBatchNegativesSampler: call process_batch before sampling")
         return lambda slots: table[slots]
 
+    def candidate_table(self) -> torch.Tensor:
+        if self._embeddings is None:
+            raise ValueError("InBatchNegativesSampler: call process_batch before sampling")
+        return self._embeddings
+
     def debug_str(self) -> str:
         return f"in-batch{'-l2' if self._l2_norm else ''}{'-dedup' if self._dedup else ''}"
 
@@ -197,6 +210,9 @@ class LocalNegativesSampler(_UniformSampler):
             table = self.normalize_embeddings(self._item_embedding_fn(catalogue))
             return lambda slots: table[slots]
         return lambda slots: self.normalize_embeddings(self._item_embedding_fn(catalogue[slots]))
+
+    def candidate_table(self) -> torch.Tensor:
+        return self.normalize_embeddings(self._item_embedding_fn(self._catalogue))
 
     def debug_str(self) -> str:
         return f"local{'-l2' if self._l2_norm else ''}"

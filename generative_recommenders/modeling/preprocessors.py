@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from generative_recommenders.ops import jagged
+from generative_recommenders.ops.dropout import Dropout
 
 RATINGS_KEY = "ratings"
 
@@ -51,7 +52,7 @@ class LearnablePositionalEmbeddingInputFeaturesPreprocessor(nn.Module):
         self.embedding_dim = embedding_dim
         self.dropout_rate = dropout_rate
         self.pos_emb = nn.Embedding(max_sequence_len, embedding_dim)
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         _init_positional(self.pos_emb, embedding_dim)
 
     def forward(
@@ -98,7 +99,7 @@ class LearnablePositionalEmbeddingRatedInputFeaturesPreprocessor(nn.Module):
         self.num_ratings = num_ratings
         self.pos_emb = nn.Embedding(max_sequence_len, self.embedding_dim)
         self.rating_emb = nn.Embedding(num_ratings + 1, rating_embedding_dim)
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         _init_positional(self.pos_emb, self.embedding_dim)
         _init_positional(self.rating_emb, self.embedding_dim)
 
@@ -143,7 +144,7 @@ class CombinedItemAndRatingInputFeaturesPreprocessor(nn.Module):
         self.num_ratings = num_ratings
         self.pos_emb = nn.Embedding(2 * max_sequence_len, item_embedding_dim)
         self.rating_emb = nn.Embedding(num_ratings + 1, item_embedding_dim)
-        self.dropout = nn.Dropout(p=dropout_rate)
+        self.dropout = Dropout(p=dropout_rate)
         _init_positional(self.pos_emb, item_embedding_dim)
         _init_positional(self.rating_emb, item_embedding_dim)
 

@@ -248,3 +248,39 @@ def test_get_weighted_loss_names_an_unknown_key_and_the_available_ones():
             {"mi_loss": torch.tensor(0.0), "uid_embedding_l2_norm": torch.tensor(0.0)},
             {"mi_los": 1.0},
         )
+
+
+@pytest.mark.parametrize("loss_kind", ["softmax", "bce"])
+@pytest.mark.parametrize("local", [False, True])
+def test_fused_dot_product_path_equals_the_plain_path(loss_kind, local):
+    """The fused (chunked, no [L, R, D] gather) path: same loss and gradients as the plain one."""
+    from generative_recommenders.modeling.negatives import LocalNegativesSampler
+
+    ids, weights, table, outputs = _inputs(5)
+    results = []
+    for fused in (False, True):
+        leaf_table = table.clone().requires_grad_(True)
+        leaf_out = outputs.clone().requires_grad_(True)
+        gen = torch.Generator().manual_seed(7)
+        if local:
+            sampler = LocalNegativesSampler(
+                lambda x, t=leaf_table: t[x],
+                torch.arange(1, 10, dtype=torch.int64),
+                l2_norm=True,
+                l2_norm_eps=1e-6,
+                generator=gen,
+            )
+        else:
+            sampler = InBatchNegativesSampler(True, 1e-6, generator=gen)
+        if loss_kind == "softmax":
+            module = SampledSoftmaxLoss(16, 0.05, fused=fused)
+        else:
+            module = BCELoss(0.5, fused=fused)
+        loss, _ = _run(
+            module, sampler, ids, weights, leaf_table, leaf_out, DotProductSimilarity(), None
+        )
+        loss.backward()
+        results.append((loss.detach(), leaf_table.grad, leaf_out.grad))
+    for plain, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, plain)
+    assert float(results[1][1].abs().sum()) > 0

@@ -26,11 +26,14 @@ from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.encoders.base import SequentialEncoder
 from generative_recommenders.modeling.encoders.relative_bias import (
+    PackedBiasIndex,
     RelativeBucketedTimeAndPositionBias,
     next_timestamps,
+    pack_bias_index,
     relative_bias_indices,
 )
 from generative_recommenders.ops import jagged
+from generative_recommenders.ops.dropout import Dropout
 
 TIMESTAMPS_KEY = "timestamps"
 NORMALIZATIONS = ("rel_bias", "softmax_rel_bias")
@@ -38,7 +41,7 @@ LINEAR_CONFIGS = ("uvqk",)
 LINEAR_ACTIVATIONS = {"silu": F.silu, "none": lambda x: x}
 NORM_EPS = 1e-6
 
-BiasIndex = tuple[torch.Tensor, "torch.Tensor | None"]
+BiasIndex = "tuple[torch.Tensor, torch.Tensor | None] | PackedBiasIndex"
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -82,8 +85,8 @@ class HSTUBlock(nn.Module):
             torch.empty(embedding_dim, num_heads * (2 * dv + 2 * dqk)).normal_(0.0, 0.02)
         )
         self.o = nn.Linear(num_heads * dv * (3 if concat_ua else 1), embedding_dim)
-        self.linear_dropout = nn.Dropout(linear_dropout_rate)
-        self.attn_dropout = nn.Dropout(attn_dropout_rate)
+        self.linear_dropout = Dropout(linear_dropout_rate)
+        self.attn_dropout = Dropout(attn_dropout_rate)
         self.relative_bias = relative_bias
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -101,25 +104,49 @@ class HSTUBlock(nn.Module):
         allowed: torch.Tensor,
     ) -> torch.Tensor:
         """q [B, Nq, H dqk], k [B, Nk, H dqk], v [B, Nk, H dv], allowed [B | 1, Nq, Nk] bool
-        -> [B, Nq, H dv]."""
+        -> [B, Nq, H dv].
+
+        Batched matmuls over [B, H] with the bias added inside the first one (``baddbmm``) and
+        the causal mask applied as one multiply by ``allowed / n``; the plain formula
+        (einsum, ``where``, divide) is :func:`attend_reference`, which tests compare against.
+        """
         B, Nq, _ = q.shape
         Nk = k.shape[1]
         H = self.num_heads
-        scores = torch.einsum(
-            "bnhd,bmhd->bhnm", q.view(B, Nq, H, self.dqk), k.view(B, Nk, H, self.dqk)
-        )
+        no_grad = not torch.is_grad_enabled()
+        bias = None
         if self.relative_bias is not None and bias_index is not None:
-            scores = scores + self.relative_bias(*bias_index).unsqueeze(1)
-        if self.normalization == "softmax_rel_bias":
-            scores = scores / math.sqrt(self.dqk)
-        allowed = allowed.unsqueeze(1)
-        if self.normalization == "rel_bias":
-            weights = torch.where(allowed, F.silu(scores), 0.0) / self.attention_normalizer
+            if isinstance(bias_index, PackedBiasIndex):
+                bias = self.relative_bias.packed(bias_index)  # [B, Nq, Nk]
+            else:
+                bias = self.relative_bias(*bias_index)  # [B | 1, Nq, Nk]
+        if H == 1:  # no head transposes: every operand is a view
+            kt = k.transpose(1, 2)
+            if bias is None:
+                scores = torch.bmm(q, kt)
+            else:
+                scores = torch.baddbmm(bias.expand(B, Nq, Nk), q, kt)
+            scores = scores.unsqueeze(1)  # [B, 1, Nq, Nk]
         else:
-            weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+            q4 = q.view(B, Nq, H, self.dqk).transpose(1, 2)
+            k4 = k.view(B, Nk, H, self.dqk).permute(0, 2, 3, 1)
+            scores = torch.matmul(q4, k4)  # [B, H, Nq, Nk]
+            if bias is not None:
+                scores = scores.add_(bias.unsqueeze(1)) if no_grad else scores + bias.unsqueeze(1)
+        if self.normalization == "rel_bias":
+            scale = allowed.to(scores.dtype) * (1.0 / self.attention_normalizer)
+            if no_grad:  # evaluation: the same arithmetic without [B, H, N, N] temporaries
+                weights = F.silu(scores, inplace=True).mul_(scale.unsqueeze(1))
+            else:
+                weights = F.silu(scores) * scale.unsqueeze(1)
+        else:
+            scores = scores * (1.0 / math.sqrt(self.dqk))
+            weights = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
         weights = self.attn_dropout(weights)
-        out = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(B, Nk, H, self.dv))
-        return out.reshape(B, Nq, H * self.dv)
+        if H == 1:
+            return torch.bmm(weights.squeeze(1), v)
+        out = torch.matmul(weights, v.view(B, Nk, H, self.dv).transpose(1, 2))  # [B, H, Nq, dv]
+        return out.transpose(1, 2).reshape(B, Nq, H * self.dv)
 
     def output(self, u: torch.Tensor, attn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """U [*, H dv], attention output [*, H dv], block input x [*, D] -> [*, D]."""
@@ -134,14 +161,98 @@ class HSTUBlock(nn.Module):
         max_len: int,
         bias_index: BiasIndex | None,
         allowed: torch.Tensor,
+        groups: list[AttentionGroup] | None = None,
     ) -> torch.Tensor:
-        """Jagged x [T, D] with offsets [B + 1] -> [T, D]."""
+        """Jagged x [T, D] with offsets [B + 1] -> [T, D].
+
+        Without ``groups`` the attention runs on all B users padded to ``max_len``; with them, on
+        each group of consecutive users padded to the group's own longest length (the other
+        arguments are then unused).
+        """
         u, v, q, k = self.project(x)
         hqk = q.shape[-1]
-        qkv = jagged.jagged_to_dense(torch.cat([q, k, v], dim=-1), offsets, max_len)
-        qd, kd, vd = torch.split(qkv, [hqk, hqk, v.shape[-1]], dim=-1)
-        attn = jagged.dense_to_jagged(self.attend(qd, kd, vd, bias_index, allowed), offsets)
+        qkv = torch.cat([q, k, v], dim=-1)
+        if groups is None:
+            groups = [AttentionGroup(0, x.shape[0], offsets, max_len, bias_index, allowed)]
+        parts = []
+        for g in groups:
+            dense = jagged.jagged_to_dense(qkv[g.row_start : g.row_end], g.offsets, g.max_len)
+            qd, kd, vd = torch.split(dense, [hqk, hqk, v.shape[-1]], dim=-1)
+            out = self.attend(qd, kd, vd, g.bias_index, g.allowed)
+            parts.append(jagged.dense_to_jagged(out, g.offsets))
+        attn = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         return self.output(u, attn, x)
+
+
+@dataclass
+class AttentionGroup:
+    """Consecutive users whose attention is computed together, padded to ``max_len``.
+
+    Jagged rows [row_start, row_end) of the block input; offsets [b + 1] relative to row_start;
+    bias_index and allowed as in :meth:`HSTUBlock.attend`, sized ``max_len``.
+    """
+
+    row_start: int
+    row_end: int
+    offsets: torch.Tensor
+    max_len: int
+    bias_index: BiasIndex | None
+    allowed: torch.Tensor
+
+
+@dataclass
+class _LastQuery:
+    """The last position of each user of a group: users [b] (sorted order), bias index and
+    mask [b, 1, width]."""
+
+    users: torch.Tensor
+    bias_index: BiasIndex | None
+    allowed: torch.Tensor
+
+
+@dataclass
+class _Plan:
+    """Users sorted by length: order [B] (sorted -> original), offsets [B + 1], the attention
+    groups, the groups' last queries (``encode`` only), and the sorted jagged input h [T, D]."""
+
+    order: torch.Tensor
+    offsets: torch.Tensor
+    groups: list[AttentionGroup]
+    last_queries: list[_LastQuery]
+    h: torch.Tensor
+
+
+def attend_reference(
+    block: HSTUBlock,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias_index: BiasIndex | None,
+    allowed: torch.Tensor,
+) -> torch.Tensor:
+    """The plain formula of :meth:`HSTUBlock.attend` (same shapes), kept as the tests' reference."""
+    B, Nq, _ = q.shape
+    Nk = k.shape[1]
+    H = block.num_heads
+    scores = torch.einsum(
+        "bnhd,bmhd->bhnm", q.view(B, Nq, H, block.dqk), k.view(B, Nk, H, block.dqk)
+    )
+    if block.relative_bias is not None and bias_index is not None:
+        position_index, time_bucket = bias_index
+        bias = block.relative_bias.pos_w[position_index]
+        if time_bucket is not None:
+            bias = bias + block.relative_bias.ts_w[time_bucket]
+        scores = scores + bias.unsqueeze(1)
+    if block.normalization == "softmax_rel_bias":
+        scores = scores / math.sqrt(block.dqk)
+    allowed = allowed.unsqueeze(1)
+    if block.normalization == "rel_bias":
+        weights = torch.where(allowed, F.silu(scores), 0.0) / block.attention_normalizer
+    else:
+        weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    weights = block.attn_dropout(weights)
+    out = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(B, Nk, H, block.dv))
+    return out.reshape(B, Nq, H * block.dv)
 
 
 @dataclass
@@ -186,6 +297,7 @@ class HSTU(SequentialEncoder):
         enable_relative_attention_bias: bool = True,
         activation_checkpoint: bool = False,
         verbose: bool = False,
+        attention_group_size: int = 16,
     ) -> None:
         super().__init__(
             embedding_module,
@@ -210,6 +322,9 @@ class HSTU(SequentialEncoder):
         self.enable_relative_attention_bias = enable_relative_attention_bias
         self.activation_checkpoint = activation_checkpoint
         self.verbose = verbose
+        if attention_group_size < 1:
+            raise ValueError(f"attention_group_size must be >= 1, got {attention_group_size}")
+        self.attention_group_size = int(attention_group_size)
         self.tokens_per_event = int(getattr(input_features_preproc_module, "tokens_per_event", 1))
         self.max_positions = self.tokens_per_event * (max_sequence_len + max_output_len)
         self.blocks = nn.ModuleList(
@@ -255,25 +370,142 @@ class HSTU(SequentialEncoder):
         lengths, x, valid_mask = self.input_preproc(
             past_lengths, past_ids, past_embeddings, past_payloads
         )
-        B, n, _ = x.shape
-        offsets = jagged.lengths_to_offsets(lengths)
+        plan = self._plan(lengths, x, past_payloads, last_only=False)
+        h = plan.h
+        for block in self.blocks:
+            h = self._run_block(block, h, plan.offsets, x.shape[1], None, None, plan.groups)
+        out_sorted = jagged.jagged_to_dense(h, plan.offsets, x.shape[1])
+        out = torch.empty_like(out_sorted).index_copy_(0, plan.order, out_sorted)
+        return lengths, self.output_postproc(out) * valid_mask
+
+    def encode(
+        self,
+        past_lengths: torch.Tensor,
+        past_ids: torch.Tensor,
+        past_embeddings: torch.Tensor,
+        past_payloads: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """-> [B, D], the state after each user's last event (zero for an empty history).
+
+        Equals ``gather_last(forward(...))`` (tested) but the last block computes only each
+        user's last position: its attention costs O(n) instead of O(n^2) per user.
+        """
+        lengths, x, _ = self.input_preproc(past_lengths, past_ids, past_embeddings, past_payloads)
+        plan = self._plan(lengths, x, past_payloads, last_only=True)
+        h = plan.h
+        for block in self.blocks[:-1]:
+            h = self._run_block(block, h, plan.offsets, x.shape[1], None, None, plan.groups)
+        last = self.blocks[-1]
+        u, v, q, k = last.project(h)
+        hqk = q.shape[-1]
+        kv = torch.cat([k, v], dim=-1)
+        last_rows = (plan.offsets[1:] - 1).clamp(min=0)  # [B] jagged row of each last position
+        parts = []
+        for g, query in zip(plan.groups, plan.last_queries, strict=True):
+            dense = jagged.jagged_to_dense(kv[g.row_start : g.row_end], g.offsets, g.max_len)
+            kd, vd = torch.split(dense, [hqk, v.shape[-1]], dim=-1)
+            rows = last_rows[query.users]
+            parts.append(last.attend(q[rows].unsqueeze(1), kd, vd, query.bias_index, query.allowed))
+        attn = torch.cat(parts).squeeze(1) if len(parts) > 1 else parts[0].squeeze(1)
+        states = self.output_postproc(last.output(u[last_rows], attn, h[last_rows]))  # sorted
+        states = torch.empty_like(states).index_copy_(0, plan.order, states)
+        return states * (lengths > 0).unsqueeze(1).to(states.dtype)
+
+    def _plan(
+        self,
+        lengths: torch.Tensor,
+        x: torch.Tensor,
+        payloads: dict[str, torch.Tensor],
+        last_only: bool,
+    ) -> _Plan:
+        """Sort users by length (descending), cut them into attention groups, and build each
+        group's bias indices and mask (and, for ``last_only``, those of the last positions)."""
+        B = x.shape[0]
+        device = x.device
+        ts = self._token_timestamps(payloads) if self.enable_relative_attention_bias else None
+        host_lengths = lengths.cpu()
+        order = torch.argsort(host_lengths, descending=True, stable=True)
+        sorted_lengths = host_lengths[order]
+        order = order.to(device)
+        ts_sorted = next_sorted = None
+        if ts is not None:  # next times from the full width: index ``length`` is the query time
+            ts_sorted = ts.index_select(0, order)
+            next_sorted = next_timestamps(ts_sorted)
+        offsets = jagged.lengths_to_offsets(sorted_lengths.to(device))
+        host_offsets = jagged.lengths_to_offsets(sorted_lengths).tolist()
+        groups, last_queries = [], []
+        blocks_with_all_rows = len(self.blocks) - (1 if last_only else 0)
+        for start in range(0, B, self.attention_group_size):
+            end = min(start + self.attention_group_size, B)
+            width = max(int(sorted_lengths[start]), 1)
+            group_ts = group_next = None
+            if ts_sorted is not None:
+                group_ts = ts_sorted[start:end, :width]
+                group_next = next_sorted[start:end, :width]
+            full_bias = None
+            if blocks_with_all_rows > 0:
+                full_bias = self._bias_index(width, group_next, group_ts, device)
+            groups.append(
+                AttentionGroup(
+                    row_start=host_offsets[start],
+                    row_end=host_offsets[end],
+                    offsets=offsets[start : end + 1] - offsets[start],
+                    max_len=width,
+                    bias_index=full_bias,
+                    allowed=torch.ones(width, width, dtype=torch.bool, device=device)
+                    .tril()
+                    .unsqueeze(0),
+                )
+            )
+            if last_only:
+                last_queries.append(
+                    self._last_query(
+                        sorted_lengths[start:end].to(device), width, group_next, group_ts, start
+                    )
+                )
+        h = jagged.dense_to_jagged(x.index_select(0, order), offsets)
+        return _Plan(order, offsets, groups, last_queries, h)
+
+    def _last_query(
+        self,
+        lengths: torch.Tensor,
+        width: int,
+        next_times: torch.Tensor | None,
+        ts: torch.Tensor | None,
+        first_user: int,
+    ) -> _LastQuery:
+        """Bias index and mask [b, 1, width] of each user's last position (length - 1)."""
+        device = lengths.device
+        query_pos = (lengths - 1).clamp(min=0).unsqueeze(1)  # [b, 1]
+        key_pos = torch.arange(width, device=device).unsqueeze(0)  # [1, width]
         bias_index = None
         if self.enable_relative_attention_bias:
-            ts = self._token_timestamps(past_payloads)
-            positions = torch.arange(n, device=x.device).unsqueeze(0)
+            query_times = None if next_times is None else next_times.gather(1, query_pos)
             bias_index = relative_bias_indices(
-                positions,
-                positions,
-                self.max_positions,
-                None if ts is None else next_timestamps(ts),
-                ts,
+                query_pos, key_pos, self.max_positions, query_times, ts
             )
-        allowed = torch.ones(n, n, dtype=torch.bool, device=x.device).tril().unsqueeze(0)
-        h = jagged.dense_to_jagged(x, offsets)
-        for block in self.blocks:
-            h = self._run_block(block, h, offsets, n, bias_index, allowed)
-        out = jagged.jagged_to_dense(h, offsets, n)
-        return lengths, self.output_postproc(out) * valid_mask
+        allowed = key_pos.unsqueeze(1) <= query_pos.unsqueeze(2)  # [b, 1, width]
+        users = torch.arange(first_user, first_user + lengths.shape[0], device=device)
+        return _LastQuery(users, bias_index, allowed)
+
+    def _bias_index(
+        self,
+        width: int,
+        query_times: torch.Tensor | None,
+        ts: torch.Tensor | None,
+        device: torch.device,
+    ) -> BiasIndex | None:
+        """Relative-bias table indices for ``width`` positions: query ("next") times and key
+        times ts, both [b, width] (None: no time bias)."""
+        if not self.enable_relative_attention_bias:
+            return None
+        positions = torch.arange(width, device=device).unsqueeze(0)
+        position_index, time_bucket = relative_bias_indices(
+            positions, positions, self.max_positions, query_times, ts
+        )
+        if time_bucket is None:
+            return position_index, None
+        return pack_bias_index(position_index, time_bucket, self.max_positions)
 
     # ---- incremental encoding (M-FALCON-style reuse of cached keys/values) ----
 

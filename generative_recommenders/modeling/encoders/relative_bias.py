@@ -11,6 +11,8 @@ the query time when the caller writes it at index ``length``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -22,6 +24,37 @@ def bucketize_time_gaps(gaps: torch.Tensor, num_buckets: int = NUM_TIME_BUCKETS)
     """Time gaps [*] int64 seconds -> bucket ids [*] int64 in 0..num_buckets."""
     magnitude = gaps.abs().clamp(min=1).to(torch.float32)
     return (torch.log(magnitude) / LOG_BUCKET_WIDTH).to(torch.int64).clamp(0, num_buckets)
+
+
+def _bucketize_time_gaps_(gaps: torch.Tensor, num_buckets: int) -> torch.Tensor:
+    """:func:`bucketize_time_gaps` overwriting ``gaps`` (a fresh int64 tensor): fewer [B, N, N]
+    temporaries, the same float32 arithmetic, so the same buckets."""
+    gaps.abs_().clamp_(min=1)
+    magnitude = gaps.to(torch.float32)
+    magnitude.log_().div_(LOG_BUCKET_WIDTH)
+    return magnitude.to(torch.int64).clamp_(0, num_buckets)
+
+
+class _GatherTable(torch.autograd.Function):
+    """``weights[index]`` for a small 1-D table; backward sums gradients with one scatter_add
+    (autograd's accumulating index_put is several times slower on CPU for [B, N, N] indices)."""
+
+    @staticmethod
+    def forward(ctx, weights, index):  # noqa: ANN001 (autograd signature)
+        ctx.save_for_backward(index)
+        ctx.size = weights.shape[0]
+        return weights.take(index)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
+        (index,) = ctx.saved_tensors
+        grad_weights = grad.new_zeros(ctx.size).scatter_add_(0, index.reshape(-1), grad.reshape(-1))
+        return grad_weights, None
+
+
+def gather_table(weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """weights [K] (differentiable), index [*] int64 in 0..K-1 -> [*] (= ``weights[index]``)."""
+    return _GatherTable.apply(weights, index.contiguous())
 
 
 def next_timestamps(timestamps: torch.Tensor) -> torch.Tensor:
@@ -51,7 +84,22 @@ def relative_bias_indices(
     if query_times is None or key_times is None:
         return position_index, None
     gaps = query_times.unsqueeze(2) - key_times.unsqueeze(1)
-    return position_index, bucketize_time_gaps(gaps, num_buckets)
+    return position_index, _bucketize_time_gaps_(gaps, num_buckets)
+
+
+class PackedBiasIndex(NamedTuple):
+    """One index per (query, key) into the flattened outer sum ``ts_w[:, None] + pos_w[None, :]``:
+    ``time_bucket * (2P - 1) + position_index`` [B, Nq, Nk]. Computed once per forward, it makes
+    every layer's bias a single gather instead of two gathers and an add."""
+
+    index: torch.Tensor
+
+
+def pack_bias_index(
+    position_index: torch.Tensor, time_bucket: torch.Tensor, max_positions: int
+) -> PackedBiasIndex:
+    """(position index [B | 1, Nq, Nk], time bucket [B, Nq, Nk]) -> :class:`PackedBiasIndex`."""
+    return PackedBiasIndex(time_bucket * (2 * max_positions - 1) + position_index)
 
 
 class RelativeBucketedTimeAndPositionBias(nn.Module):
@@ -68,7 +116,12 @@ class RelativeBucketedTimeAndPositionBias(nn.Module):
         self, position_index: torch.Tensor, time_bucket: torch.Tensor | None
     ) -> torch.Tensor:
         """Indices from :func:`relative_bias_indices` -> bias [B | 1, Nq, Nk]."""
-        bias = self.pos_w[position_index]
+        bias = gather_table(self.pos_w, position_index)
         if time_bucket is not None:
-            bias = bias + self.ts_w[time_bucket]
+            bias = gather_table(self.ts_w, time_bucket) + bias
         return bias
+
+    def packed(self, packed: PackedBiasIndex) -> torch.Tensor:
+        """Bias [B, Nq, Nk] from a :class:`PackedBiasIndex` (equals ``forward`` on its parts)."""
+        table = (self.ts_w.unsqueeze(1) + self.pos_w.unsqueeze(0)).reshape(-1)
+        return gather_table(table, packed.index)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.ops.dropout import Dropout, dropout
 
 FFN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 LAYER_NORM_EPS = 1e-8
@@ -40,9 +42,9 @@ class SASRecBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(embedding_dim, ffn_hidden_dim),
             FFN_ACTIVATIONS[ffn_activation_fn](),
-            nn.Dropout(ffn_dropout_rate),
+            Dropout(ffn_dropout_rate),
             nn.Linear(ffn_hidden_dim, embedding_dim),
-            nn.Dropout(ffn_dropout_rate),
+            Dropout(ffn_dropout_rate),
         )
 
     def forward(
@@ -50,10 +52,42 @@ class SASRecBlock(nn.Module):
     ) -> torch.Tensor:
         """x [B, N, D], causal_mask [N, N] bool (True = blocked), valid_mask [B, N, 1] -> [B, N, D]."""
         q = self.attention_norm(x)
-        attended, _ = self.attention(q, x, x, attn_mask=causal_mask, need_weights=False)
-        x = self.ffn_norm(q + attended)
+        x = self.ffn_norm(q + self.attend(q, x, causal_mask))
         x = x + self.ffn(x)
         return x * valid_mask
+
+    def attend(self, q: torch.Tensor, x: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
+        """``self.attention(q, x, x, attn_mask=causal_mask)`` written out with its parameters.
+
+        q, x [B, N, D] -> [B, N, D]. Written out so the attention dropout is the cheap
+        :func:`generative_recommenders.ops.dropout.dropout`; :func:`attend_reference` (the
+        ``nn.MultiheadAttention`` call) is what tests compare it with.
+        """
+        mha = self.attention
+        B, N, D = q.shape
+        H = mha.num_heads
+        hd = D // H
+        w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+        qh = F.linear(q, w_q * (hd**-0.5), b_q * (hd**-0.5))
+        kh = F.linear(x, w_k, b_k)
+        vh = F.linear(x, w_v, b_v)
+        if H > 1:
+            qh, kh, vh = (t.view(B, N, H, hd).transpose(1, 2).reshape(B * H, N, hd)
+                          for t in (qh, kh, vh))  # fmt: skip
+        scores = torch.bmm(qh, kh.transpose(1, 2)).masked_fill_(causal_mask, float("-inf"))
+        weights = dropout(torch.softmax(scores, dim=-1), mha.dropout, self.training)
+        out = torch.bmm(weights, vh)
+        if H > 1:
+            out = out.view(B, H, N, hd).transpose(1, 2).reshape(B, N, D)
+        return mha.out_proj(out)
+
+
+def attend_reference(
+    block: SASRecBlock, q: torch.Tensor, x: torch.Tensor, causal_mask: torch.Tensor
+) -> torch.Tensor:
+    """The plain ``nn.MultiheadAttention`` call that :meth:`SASRecBlock.attend` replaces."""
+    return block.attention(q, x, x, attn_mask=causal_mask, need_weights=False)[0]
 
 
 class SASRec(SequentialEncoder):
@@ -80,6 +114,7 @@ class SASRec(SequentialEncoder):
         output_postproc_module: nn.Module,
         activation_checkpoint: bool = False,
         verbose: bool = False,
+        attention_group_size: int = 16,
     ) -> None:
         super().__init__(
             embedding_module,
@@ -97,6 +132,9 @@ class SASRec(SequentialEncoder):
         self.ffn_dropout_rate = ffn_dropout_rate
         self.activation_checkpoint = activation_checkpoint
         self.verbose = verbose
+        if attention_group_size < 1:
+            raise ValueError(f"attention_group_size must be >= 1, got {attention_group_size}")
+        self.attention_group_size = int(attention_group_size)
         self.blocks = nn.ModuleList(
             SASRecBlock(
                 embedding_dim, num_heads, ffn_hidden_dim, ffn_activation_fn, ffn_dropout_rate
@@ -115,14 +153,35 @@ class SASRec(SequentialEncoder):
         lengths, x, valid_mask = self.input_preproc(
             past_lengths, past_ids, past_embeddings, past_payloads
         )
-        n = x.shape[1]
-        causal_mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(diagonal=1)
+        B, n, D = x.shape
+        # Users sorted by length and cut into groups, each run at its own longest length: a valid
+        # position only attends to earlier (valid) ones, so this is exact, and the quadratic
+        # attention costs about sum(length^2) instead of B * n^2.
+        host_lengths = past_lengths.cpu()
+        order = torch.argsort(host_lengths, descending=True, stable=True)
+        outputs = []
+        for start in range(0, B, self.attention_group_size):
+            rows = order[start : start + self.attention_group_size]
+            width = max(int(host_lengths[rows[0]]), 1)
+            rows = rows.to(x.device)
+            h = x.index_select(0, rows)[:, :width]
+            mask = valid_mask.index_select(0, rows)[:, :width]
+            h = self._run_blocks(h, mask)
+            outputs.append(F.pad(self.last_norm(h), (0, 0, 0, n - width)))
+        grouped = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        out = torch.empty_like(grouped).index_copy_(0, order.to(x.device), grouped)
+        return lengths, self.output_postproc(out) * valid_mask
+
+    def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+        """x [b, w, D], valid_mask [b, w, 1] -> [b, w, D] after every block."""
+        w = x.shape[1]
+        causal_mask = torch.ones(w, w, dtype=torch.bool, device=x.device).triu(diagonal=1)
         for block in self.blocks:
             if self.activation_checkpoint and self.training:
                 x = checkpoint(block, x, causal_mask, valid_mask, use_reentrant=False)
             else:
                 x = block(x, causal_mask, valid_mask)
-        return lengths, self.output_postproc(self.last_norm(x)) * valid_mask
+        return x
 
     def debug_str(self) -> str:
         return (

@@ -1,0 +1,40 @@
+"""`python -m generative_recommenders.bench --quick` runs end to end and writes the documented schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generative_recommenders.bench.__main__ import main
+from generative_recommenders.bench.flops import train_step_flops
+from tests.modeling.model_builders import build_hstu, build_sasrec
+
+
+def test_quick_bench_prints_the_table_and_writes_the_schema(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--quick", "--steps", "1", "--settings", "ml-1m/hstu", "--out", str(out)])
+    report = json.loads(out.read_text())
+    machine = report["machine"]
+    assert machine["gemm_gflops_fp32"] > 0 and machine["threads"] >= 1
+    assert isinstance(machine["device"], str)
+    (row,) = report["train"]
+    assert row["setting"] == "ml-1m/hstu"
+    for key in ("step_ms", "sequences_per_s", "useful_gflops", "mfu", "peak_mem_gib"):
+        assert isinstance(row[key], float) and row[key] > 0, key
+    assert {r["num_items"] for r in report["eval"]} >= {300, 5000}
+    assert all(r["users_per_s"] > 0 for r in report["eval"])
+    assert report["data"]["windows_per_s"] > 0 and report["data"]["preprocess_rows_per_s"] > 0
+    assert "| ml-1m/hstu |" in capsys.readouterr().out
+
+
+def test_useful_flops_count_valid_tokens_and_half_the_attention_square():
+    hstu = build_hstu()  # 2 blocks, 2 heads, dqk 4, dv 3, D 8
+    d, h, dqk, dv = 8, 2, 4, 3
+    per_block = 2 * 5 * (d * h * (2 * dv + 2 * dqk) + h * dv * d) + 25 * h * (dqk + dv)
+    expected = 3 * (2 * per_block + 2 * 5 * (1 + 4) * d)
+    assert train_step_flops(hstu, [5], num_negatives=4, dim=d) == pytest.approx(expected)
+    # Padding does not count: two users of 2 and 3 tokens cost less than one of 5.
+    assert train_step_flops(hstu, [2, 3], 4, d) < train_step_flops(hstu, [5], 4, d)
+    sasrec = build_sasrec()
+    assert train_step_flops(sasrec, [4, 0], 4, 8) == train_step_flops(sasrec, [4], 4, 8)
