@@ -6,10 +6,15 @@ Usage: python benchmarks/param_counts.py
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import gin
 import torch
 
-from generative_recommenders.config.modeling import build_encoder
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from generative_recommenders.config.modeling import build_encoder  # noqa: E402
 
 ML1M_SETTINGS: dict[str, tuple[str, str]] = {
     "SASRec": (

@@ -20,11 +20,13 @@ from generative_recommenders.config.train import TrainConfig, train_fn
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.logs import configure_logging
+from generative_recommenders.ops.allocator import tune_allocator
 from generative_recommenders.training import checkpoint as ckpt
 from generative_recommenders.training.distributed import (
     DistributedContext,
     init_distributed,
     is_distributed,
+    set_cpu_threads,
     shutdown_distributed,
 )
 from generative_recommenders.training.launch import Topology, launch
@@ -84,6 +86,8 @@ def train_worker(context: DistributedContext, init_method: str, options: RunOpti
 
 
 def _train(config: TrainConfig, context: DistributedContext, options: RunOptions) -> dict:
+    tune_allocator()  # keep glibc from unmapping and re-faulting the step's large buffers
+    set_cpu_threads(context)
     torch.autograd.set_detect_anomaly(options.debug_anomaly)
     torch.backends.cuda.matmul.allow_tf32 = config.enable_tf32
     torch.backends.cudnn.allow_tf32 = config.enable_tf32

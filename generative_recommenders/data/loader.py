@@ -115,6 +115,9 @@ def create_data_loader(
         num_workers=num_workers,
         collate_fn=collate_sequences,
         drop_last=drop_last and shuffle,
+        # Workers' seeds come from this generator, not from torch's global one, so the number of
+        # workers does not change the dropout masks and negatives a seeded run draws.
+        generator=torch.Generator().manual_seed(random_seed),
         **kwargs,
     )
 

@@ -18,6 +18,7 @@ class DistributedContext:
     local_rank: int
     world_size: int
     device: torch.device
+    local_world_size: int = 1  # workers on this node
 
     @property
     def is_main(self) -> bool:
@@ -76,9 +77,24 @@ def barrier() -> None:
         dist.barrier()
 
 
-def torchrun_environment() -> tuple[int, int, int] | None:
-    """(rank, local_rank, world_size) when launched by torchrun, else None."""
+def torchrun_environment() -> tuple[int, int, int, int] | None:
+    """(rank, local_rank, world_size, local_world_size) when launched by torchrun, else None."""
     names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     if not all(name in os.environ for name in names):
         return None
-    return int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    rank, local_rank, world = (int(os.environ[n]) for n in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    return rank, local_rank, world, local_world
+
+
+def set_cpu_threads(context: DistributedContext) -> int:
+    """Share this node's cores among its CPU workers (one worker keeps torch's default)."""
+    if context.device.type != "cpu" or context.local_world_size <= 1:
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    threads = max(1, cores // context.local_world_size)
+    torch.set_num_threads(threads)
+    return threads

@@ -46,7 +46,11 @@ class Topology:
         rank = self.node_rank * self.nproc_per_node + local_rank
         device = torch.device("cuda", local_rank) if self.device == "cuda" else torch.device("cpu")
         return DistributedContext(
-            rank=rank, local_rank=local_rank, world_size=self.world_size, device=device
+            rank=rank,
+            local_rank=local_rank,
+            world_size=self.world_size,
+            device=device,
+            local_world_size=self.nproc_per_node,
         )
 
 

@@ -12,7 +12,7 @@ from generative_recommenders.modeling.encoders.relative_bias import (
     next_timestamps,
     relative_bias_indices,
 )
-from tests.modeling.model_builders import MAX_LEN, build_hstu, random_batch, run
+from tests.modeling.model_builders import MAX_LEN, OUT_LEN, build_hstu, random_batch, run
 
 
 def dense_reference(model, lengths, ids, payloads):
@@ -49,7 +49,7 @@ def dense_reference(model, lengths, ids, payloads):
                 s = s + bias
                 causal = torch.ones(L, L).tril().bool()
                 if model.normalization == "rel_bias":
-                    w = F.silu(s) * causal / (MAX_LEN + 1)
+                    w = F.silu(s) * causal / (MAX_LEN + OUT_LEN)  # n: the padded length
                 else:
                     w = torch.softmax((s / math.sqrt(dqk)).masked_fill(~causal, -math.inf), -1)
                 heads.append(w @ vh)

@@ -9,7 +9,8 @@ Each block (Sequential Transduction Unit) on jagged rows x [T, D] (T = sum of le
     y = x + W_o(dropout(U * LayerNorm(A V)))                 concat_ua: W_o([U, LN(AV), U * LN(AV)])
 
 Layer norms here have no learned parameters (eps 1e-6). ``n`` is the fixed constant
-``max_sequence_len + 1`` (the padded training length), not the batch's padded length, so a user's
+``max_sequence_len + max_output_len`` (the padded length of the paper's trainer, 211 for its ML-1M
+settings, in training and evaluation alike), not the batch's padded length, so a user's
 outputs never depend on padding or batchmates. Pointwise work runs on the jagged form, the
 attention on padded [B, H, N, N] with a causal mask.
 """
@@ -85,6 +86,7 @@ class HSTUBlock(nn.Module):
             torch.empty(embedding_dim, num_heads * (2 * dv + 2 * dqk)).normal_(0.0, 0.02)
         )
         self.o = nn.Linear(num_heads * dv * (3 if concat_ua else 1), embedding_dim)
+        nn.init.xavier_uniform_(self.o.weight)
         self.linear_dropout = Dropout(linear_dropout_rate)
         self.attn_dropout = Dropout(attn_dropout_rate)
         self.relative_bias = relative_bias
@@ -343,10 +345,19 @@ class HSTU(SequentialEncoder):
                     if enable_relative_attention_bias
                     else None
                 ),
-                attention_normalizer=float(max_sequence_len + 1),
+                attention_normalizer=float(max_sequence_len + max_output_len),
             )
             for _ in range(num_blocks)
         )
+        self._init_outside_blocks()
+
+    def _init_outside_blocks(self) -> None:
+        """Xavier-normal for every weight matrix outside the blocks and the item table (the
+        positional table, the similarity module's layers), as the paper's HSTU initialises them."""
+        for module in (self.input_preproc, self.similarity):
+            for parameter in module.parameters():
+                if parameter.dim() >= 2:
+                    nn.init.xavier_normal_(parameter)
 
     def _token_timestamps(self, payloads: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """[B, N] event times -> [B, N'] token times (None without the payload)."""

@@ -17,8 +17,9 @@ LAYER_NORM_EPS = 1e-8
 class SASRecBlock(nn.Module):
     """One block on [B, N, D]: LN(q) -> causal MHA(q, x, x) + LN(q) -> LN -> FFN + residual.
 
-    Queries are layer-normed, keys/values are the raw block input (as in SASRec). Parameters:
-    MHA 4D^2 + 4D, two layer norms 4D, FFN 2*D*F + F + D.
+    Queries are layer-normed, keys/values are the raw block input (as in SASRec). The layer norms
+    have no learned parameters (as in the paper's public SASRec). Parameters: MHA 4D^2 + 4D,
+    FFN 2*D*F + F + D; weight matrices start Xavier-normal, biases as PyTorch initialises them.
     """
 
     def __init__(
@@ -34,11 +35,13 @@ class SASRecBlock(nn.Module):
             raise ValueError(
                 f"ffn_activation_fn={ffn_activation_fn!r}; expected one of {sorted(FFN_ACTIVATIONS)}"
             )
-        self.attention_norm = nn.LayerNorm(embedding_dim, eps=LAYER_NORM_EPS)
+        self.attention_norm = nn.LayerNorm(
+            embedding_dim, eps=LAYER_NORM_EPS, elementwise_affine=False
+        )
         self.attention = nn.MultiheadAttention(
             embedding_dim, num_heads, dropout=ffn_dropout_rate, batch_first=True
         )
-        self.ffn_norm = nn.LayerNorm(embedding_dim, eps=LAYER_NORM_EPS)
+        self.ffn_norm = nn.LayerNorm(embedding_dim, eps=LAYER_NORM_EPS, elementwise_affine=False)
         self.ffn = nn.Sequential(
             nn.Linear(embedding_dim, ffn_hidden_dim),
             FFN_ACTIVATIONS[ffn_activation_fn](),
@@ -46,6 +49,9 @@ class SASRecBlock(nn.Module):
             nn.Linear(ffn_hidden_dim, embedding_dim),
             Dropout(ffn_dropout_rate),
         )
+        for parameter in self.parameters():
+            if parameter.dim() >= 2:
+                nn.init.xavier_normal_(parameter)
 
     def forward(
         self, x: torch.Tensor, causal_mask: torch.Tensor, valid_mask: torch.Tensor
@@ -91,7 +97,7 @@ def attend_reference(
 
 
 class SASRec(SequentialEncoder):
-    """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> LayerNorm -> postprocessor.
+    """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> postprocessor.
 
     Padding rows are zeroed after every block and in the output. ``max_sequence_len`` and
     ``max_output_len`` are recorded for the run name and sizing only; the positional table lives in
@@ -141,7 +147,6 @@ class SASRec(SequentialEncoder):
             )
             for _ in range(num_blocks)
         )
-        self.last_norm = nn.LayerNorm(embedding_dim, eps=LAYER_NORM_EPS)
 
     def _encode_all(
         self,
@@ -167,7 +172,7 @@ class SASRec(SequentialEncoder):
             h = x.index_select(0, rows)[:, :width]
             mask = valid_mask.index_select(0, rows)[:, :width]
             h = self._run_blocks(h, mask)
-            outputs.append(F.pad(self.last_norm(h), (0, 0, 0, n - width)))
+            outputs.append(F.pad(h, (0, 0, 0, n - width)))
         grouped = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
         out = torch.empty_like(grouped).index_copy_(0, order.to(x.device), grouped)
         return lengths, self.output_postproc(out) * valid_mask
