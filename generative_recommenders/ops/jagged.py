@@ -9,6 +9,8 @@ kernels have no float64 versions, so float64 tensors also take the twins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -25,18 +27,36 @@ except Exception as error:  # pragma: no cover - depends on the platform's wheel
     _LOG.warning("fbgemm_gpu unavailable (%s); using pure-PyTorch jagged ops", error)
 
 valid_mask = reference.valid_mask
+_reference_only = False
+
+
+@contextmanager
+def reference_ops() -> Iterator[None]:
+    """Inside the block, use the pure-PyTorch twins (plain ATen ops), e.g. while tracing a model
+    for export: a traced program then needs no fbgemm at load time."""
+    global _reference_only
+    saved, _reference_only = _reference_only, True
+    try:
+        yield
+    finally:
+        _reference_only = saved
+
+
+def _use_fbgemm(values: torch.Tensor) -> bool:
+    # fbgemm's CPU kernels have no float64 version.
+    return HAS_FBGEMM and not _reference_only and values.dtype != torch.float64
 
 
 def lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
     """[B] lengths -> [B + 1] int64 offsets starting at 0."""
-    if not HAS_FBGEMM:
+    if not HAS_FBGEMM or _reference_only:
         return reference.lengths_to_offsets(lengths)
     return torch.ops.fbgemm.asynchronous_complete_cumsum(lengths.to(torch.int64))
 
 
 def dense_to_jagged(dense: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """[B, N, D] padded -> [sum(lengths), D] jagged values (differentiable)."""
-    if not HAS_FBGEMM or dense.dtype == torch.float64:
+    if not _use_fbgemm(dense):
         return reference.dense_to_jagged(dense, offsets)
     total = offsets[-1].item()
     return torch.ops.fbgemm.dense_to_jagged(dense, [offsets], total_L=int(total))[0]
@@ -49,6 +69,6 @@ def jagged_to_dense(
 
     Sequences longer than ``max_len`` are truncated to their first ``max_len`` rows.
     """
-    if not HAS_FBGEMM or values.dtype == torch.float64:
+    if not _use_fbgemm(values):
         return reference.jagged_to_dense(values, offsets, max_len, padding_value)
     return torch.ops.fbgemm.jagged_to_padded_dense(values, [offsets], [max_len], padding_value)

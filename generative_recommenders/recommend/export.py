@@ -43,7 +43,6 @@ import torch
 from torch import nn
 
 from generative_recommenders.errors import UserInputError
-from generative_recommenders.modeling.encoders import relative_bias
 from generative_recommenders.modeling.encoders.base import gather_last
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
 from generative_recommenders.ops import jagged
@@ -84,25 +83,13 @@ class QueryEncoder(nn.Module):
 
 @contextmanager
 def _traceable_ops() -> Iterator[None]:
-    """Plain ATen versions of the jagged ops and of the bias table lookup, while tracing."""
-    saved = jagged.HAS_FBGEMM, getattr(relative_bias, "gather_table", None)
-    jagged.HAS_FBGEMM = False
-    if saved[1] is not None:
-        relative_bias.gather_table = _take
-    try:
-        with warnings.catch_warnings():
-            # Host values the encoder reads are constants here (full-width rows, fixed batch);
-            # the result is checked against the eager model anyway.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            yield
-    finally:
-        jagged.HAS_FBGEMM = saved[0]
-        if saved[1] is not None:
-            relative_bias.gather_table = saved[1]
-
-
-def _take(weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return weights.take(index)
+    """Plain ATen versions of the jagged ops while tracing (the bias lookup is plain under
+    ``no_grad`` already), and no tracer warnings for host values that are constants here."""
+    with jagged.reference_ops(), warnings.catch_warnings():
+        # Host values the encoder reads are constants here (full-width rows, fixed batch);
+        # the result is checked against the eager model anyway.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
 
 
 def _example(batch: int, width: int, num_items: int, lengths: list[int], seed: int):

@@ -56,3 +56,16 @@ def test_round_trip_restores_valid_rows_and_zero_padding():
     back = jagged.jagged_to_dense(jagged.dense_to_jagged(dense, offsets), offsets, 4)
     mask = reference.valid_mask(lengths, 4).unsqueeze(-1)
     torch.testing.assert_close(back, dense * mask)
+
+
+def test_reference_ops_block_switches_to_the_twins_and_back() -> None:
+    from generative_recommenders.ops import jagged as jagged_ops
+
+    values = torch.randn(5, 3)
+    assert jagged_ops._use_fbgemm(values) == jagged_ops.HAS_FBGEMM
+    with jagged_ops.reference_ops():
+        assert not jagged_ops._use_fbgemm(values)
+        offsets = jagged_ops.lengths_to_offsets(torch.tensor([2, 3]))
+        dense = jagged_ops.jagged_to_dense(values, offsets, 4)
+    assert jagged_ops._use_fbgemm(values) == jagged_ops.HAS_FBGEMM
+    assert torch.equal(dense[1, :3], values[2:]) and torch.equal(dense[0, 2:], torch.zeros(2, 3))

@@ -53,7 +53,11 @@ class _GatherTable(torch.autograd.Function):
 
 
 def gather_table(weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """weights [K] (differentiable), index [*] int64 in 0..K-1 -> [*] (= ``weights[index]``)."""
+    """weights [K] (differentiable), index [*] int64 in 0..K-1 -> [*] (= ``weights[index]``).
+
+    Without autograd (evaluation, tracing for export) it is the plain ``take``."""
+    if not (torch.is_grad_enabled() and weights.requires_grad):
+        return weights.take(index)
     return _GatherTable.apply(weights, index.contiguous())
 
 
