@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from generative_recommenders.data.batch import SequenceBatch
+from generative_recommenders.errors import UserInputError
 from generative_recommenders.training import checkpoint as ckpt
 from generative_recommenders.training.distributed import (
     DistributedContext,
@@ -236,7 +237,7 @@ class Trainer:
     def _update_best(self, epoch: int, metrics: dict[str, float]) -> bool:
         name = self.schedule.selection_metric
         if name not in metrics:
-            raise ValueError(
+            raise UserInputError(
                 f"train_fn.selection_metric={name!r} is not a computed metric; "
                 f"choose one of: {', '.join(sorted(metrics))}"
             )

@@ -223,3 +223,22 @@ def test_bad_binding_is_one_clear_line(tmp_path, tiny_data_dir, binding, expecte
         tmp_path,
     )
     assert expected in _one_line_error(run)
+
+
+def test_a_failing_worker_ends_the_whole_job(tmp_path, tiny_data_dir) -> None:
+    # Both workers train an epoch, then fail at the first selection: the job must end, not hang.
+    run = _main(
+        [
+            f"--gin_config_file={TINY_CONFIG}",
+            '--gin_bindings=train_fn.eval_split = "valid"',
+            '--gin_bindings=train_fn.selection_metric = "ndcg@7"',
+            "--nproc_per_node=2",
+            "--device=cpu",
+            f"--master_port={free_port()}",
+            *_dirs(tmp_path, tiny_data_dir),
+        ],
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "train_fn.selection_metric='ndcg@7' is not a computed metric" in run.stderr
+    assert "Traceback" not in run.stderr
