@@ -152,12 +152,13 @@ def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
     """
     torchrun = torchrun_environment()
     if torchrun is not None:
-        rank, local_rank, world_size = torchrun
+        rank, local_rank, world_size, local_world_size = torchrun
         device = (
             torch.device("cuda", local_rank) if topology.device == "cuda" else torch.device("cpu")
         )
-        context = DistributedContext(rank, local_rank, world_size, device)
-        return worker_fn(context, "env://", payload)
+        context = DistributedContext(rank, local_rank, world_size, device, local_world_size)
+        result = worker_fn(context, "env://", payload)
+        return result if rank == 0 else None
     validate_topology(topology)
     if topology.world_size == 1:
         return worker_fn(topology.context(0), topology.init_method, payload)

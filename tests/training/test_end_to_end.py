@@ -242,3 +242,31 @@ def test_a_failing_worker_ends_the_whole_job(tmp_path, tiny_data_dir) -> None:
     assert run.returncode == 2, run.stderr[-3000:]
     assert "train_fn.selection_metric='ndcg@7' is not a computed metric" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_torchrun_launch_uses_its_ranks(tmp_path, tiny_data_dir) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            str(REPO / "main.py"),
+            f"--gin_config_file={TINY_CONFIG}",
+            "--gin_bindings=train_fn.num_epochs = 1",
+            *_dirs(tmp_path, tiny_data_dir),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("run folder:") == 1  # only rank 0 prints the final table
+    record = json.loads((_only_run(tmp_path / "exps") / "run.json").read_text())
+    assert record["world_size"] == "2"
+    metrics = json.loads((_only_run(tmp_path / "exps") / "metrics.json").read_text())
+    assert metrics["test"]["num_users"] == 61
