@@ -41,7 +41,7 @@ def run_one(
         f"create_data_loader.num_workers = {workers}",
     ]
     if protocol == "valid":
-        bindings += ['train_fn.eval_split = "valid"', "train_fn.early_stopping_patience = 10"]
+        bindings += ['train_fn.eval_split = "valid"', "train_fn.early_stopping_patience = 20"]
     command = [
         sys.executable,
         str(REPO / "main.py"),
