@@ -270,3 +270,34 @@ def test_torchrun_launch_uses_its_ranks(tmp_path, tiny_data_dir) -> None:
     assert record["world_size"] == "2"
     metrics = json.loads((_only_run(tmp_path / "exps") / "metrics.json").read_text())
     assert metrics["test"]["num_users"] == 61
+
+
+def test_two_nodes_on_one_machine_form_one_job(tmp_path, tiny_data_dir) -> None:
+    # The multi-node command (same flags, each node with its --node_rank), both nodes on loopback.
+    port = free_port()
+    common = [
+        f"--gin_config_file={TINY_CONFIG}",
+        "--gin_bindings=train_fn.num_epochs = 1",
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        "--device=cpu",
+        *_dirs(tmp_path, tiny_data_dir),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    node1 = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), *common, "--node_rank=1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    node0 = _main([*common, "--node_rank=0"], cwd=tmp_path)
+    node1_out, node1_err = node1.communicate(timeout=300)
+    assert node0.returncode == 0, node0.stderr[-3000:]
+    assert node1.returncode == 0, node1_err[-3000:]
+    assert "run folder:" in node0.stdout and "run folder:" not in node1_out
+    record = json.loads((_only_run(tmp_path / "exps") / "run.json").read_text())
+    assert record["world_size"] == "2"
