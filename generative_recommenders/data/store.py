@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import uuid
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from generative_recommenders.atomic import atomic_directory
 from generative_recommenders.errors import UserInputError
 
 FORMAT_VERSION = 1
@@ -116,11 +115,7 @@ def write_store(
         }
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    with atomic_directory(out) as tmp:
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         for name, table in (tables or {}).items():
@@ -128,12 +123,6 @@ def write_store(
         # meta.json last: its presence marks a complete directory.
         with open(tmp / "meta.json", "w", encoding="utf-8") as f:
             json.dump(full_meta, f, indent=2, sort_keys=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out
 
 

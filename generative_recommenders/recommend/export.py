@@ -30,9 +30,7 @@ written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from generative_recommenders.atomic import atomic_directory
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.encoders.base import gather_last
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
@@ -163,11 +162,7 @@ def export_artifact(rec: Recommender, out_dir: str | Path) -> Path:
         "checkpoint": str(rec.run.checkpoint_path),
         "files": dict(artifact.FILES),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    with atomic_directory(out) as tmp:
         files = artifact.FILES
         torch.jit.save(traced, str(tmp / files["query_encoder"]))
         embeddings = rec.item_embeddings.detach().cpu().numpy().astype(np.float32)
@@ -178,10 +173,4 @@ def export_artifact(rec: Recommender, out_dir: str | Path) -> Path:
         shutil.copyfile(artifact.__file__, tmp / files["loader"])
         # The manifest last: its presence marks a complete artefact.
         (tmp / files["manifest"]).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out

@@ -5,12 +5,12 @@ Layout of a run's checkpoint folder: ``ep<EPOCH>.pt`` (the last ``keep_last`` ke
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from generative_recommenders.atomic import atomic_write
 from generative_recommenders.errors import UserInputError
 
 _EPOCH_FILE = re.compile(r"^ep(\d+)\.pt$")
@@ -18,10 +18,7 @@ _EPOCH_FILE = re.compile(r"^ep(\d+)\.pt$")
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Atomically write ``state`` to ``path`` (a crash leaves the previous file intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: torch.save(state, temporary))
 
 
 def load_checkpoint(path: Path) -> dict:

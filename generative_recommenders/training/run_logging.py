@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
+
+from generative_recommenders.atomic import atomic_write_text
 
 _LOG = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write ``payload`` as indented JSON through a temporary name and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 class RunLogger:
@@ -41,10 +39,7 @@ class RunLogger:
 
     def text_file(self, name: str, text: str) -> None:
         if self.active:
-            path = self.run_dir / name
-            temporary = path.with_name(f".{name}.tmp-{os.getpid()}")
-            temporary.write_text(text)
-            os.replace(temporary, path)
+            atomic_write_text(self.run_dir / name, text)
 
     def json_file(self, name: str, payload: dict) -> None:
         if self.active:
