@@ -52,3 +52,23 @@ def test_strategy_choice_depends_on_table_size():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="slots"):
         sampled_dot_logits(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2, dtype=torch.int64))
+
+
+def test_reused_workspace_stays_correct_across_calls_of_other_sizes():
+    """The dense strategy keeps its [c, U] buffers between calls: later calls with larger and
+    smaller tables / fewer rows must still be exact (the zero scratch is reset after use)."""
+    gen = torch.Generator().manual_seed(2)
+    for rows, items in ((13, 7), (40, 31), (5, 3), (40, 31)):
+        queries = torch.randn(rows, 4, generator=gen, dtype=torch.float64)
+        table = torch.randn(items, 4, generator=gen, dtype=torch.float64)
+        slots = torch.randint(0, items, (rows, 5), generator=gen)
+        upstream = torch.randn(rows, 5, generator=gen, dtype=torch.float64)
+        results = []
+        for fn in (sampled_dot_logits_reference, sampled_dot_logits):
+            q = queries.clone().requires_grad_(True)
+            t = table.clone().requires_grad_(True)
+            out = fn(q, t, slots)
+            (out * upstream).sum().backward()
+            results.append((out.detach(), q.grad, t.grad))
+        for plain, fast in zip(*results, strict=True):
+            torch.testing.assert_close(fast, plain)
