@@ -36,7 +36,11 @@ def _block(heads: int, normalization: str, with_bias: bool, max_positions: int) 
 @pytest.mark.parametrize("normalization", ["rel_bias", "softmax_rel_bias"])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("per_user_mask", [False, True])
-def test_attend_equals_the_plain_formula(heads, normalization, with_bias, per_user_mask):
+@pytest.mark.parametrize("packed", [False, True])
+def test_attend_equals_the_plain_formula(heads, normalization, with_bias, per_user_mask, packed):
+    """``packed``: the encoder's masked packed index (the fused SiLU path for "rel_bias")."""
+    from generative_recommenders.modeling.encoders.relative_bias import pack_bias_index
+
     B, N = 3, 5
     block = _block(heads, normalization, with_bias, max_positions=N)
     gen = torch.Generator().manual_seed(1)
@@ -51,11 +55,15 @@ def test_attend_equals_the_plain_formula(heads, normalization, with_bias, per_us
         allowed = allowed & (torch.rand(B, N, N, generator=gen) > 0.3)
         allowed[:, :, 0] = True
     upstream = torch.randn(B, N, heads * 2, generator=gen, dtype=torch.float64)
+    fast_index = bias_index
+    if packed:
+        fast_index = pack_bias_index(bias_index[0], bias_index[1], N, allowed)
+        assert block._fused(fast_index) == (normalization == "rel_bias" and with_bias)
     results = []
-    for fn in (attend_reference, lambda blk, *a: blk.attend(*a)):
+    for fn, index in ((attend_reference, bias_index), (lambda blk, *a: blk.attend(*a), fast_index)):
         block.zero_grad()
         leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
-        out = fn(block, *leaves, bias_index, allowed)
+        out = fn(block, *leaves, index, allowed)
         (out * upstream).sum().backward()
         grads = [t.grad for t in leaves]
         if with_bias:

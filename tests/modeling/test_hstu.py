@@ -1,4 +1,4 @@
-"""HSTU: jagged path vs a per-user dense implementation, incremental encoding, time buckets."""
+"""HSTU: grouped path vs a per-user dense implementation, incremental encoding, time buckets."""
 
 import math
 
@@ -60,13 +60,26 @@ def dense_reference(model, lengths, ids, payloads):
 
 
 @pytest.mark.parametrize("normalization", ["rel_bias", "softmax_rel_bias"])
-def test_jagged_path_equals_dense_per_user_reference(normalization):
+@pytest.mark.parametrize("group_size", [16, 2])
+def test_grouped_path_equals_dense_per_user_reference(normalization, group_size):
+    """Outputs and every parameter's gradient, in training mode (the fused SiLU attention with
+    the mask in the bias index, for "rel_bias"), with one or several attention groups."""
     torch.manual_seed(0)
-    model = build_hstu(normalization).eval()
-    lengths, ids, payloads = random_batch([7, 0, 4, 9], width=9, seed=5)
-    got = run(model, lengths, ids, payloads)
-    want = dense_reference(model, lengths, ids, payloads)
+    model = build_hstu(normalization, attention_group_size=group_size).train()
+    lengths, ids, payloads = random_batch([7, 0, 4, 9, 2], width=9, seed=5)
+    upstream = torch.randn(5, 9, 8, generator=torch.Generator().manual_seed(6))
+    results = []
+    for fn in (run, dense_reference):
+        model.zero_grad()
+        out = fn(model, lengths, ids, payloads)
+        (out * upstream).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.detach(), grads))
+    (got, got_grads), (want, want_grads) = results
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert got_grads.keys() == want_grads.keys()
+    for name in want_grads:
+        torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-4, atol=1e-5)
 
 
 def test_gradients_flow_to_every_hstu_parameter():

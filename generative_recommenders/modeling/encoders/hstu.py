@@ -11,8 +11,13 @@ Each block (Sequential Transduction Unit) on jagged rows x [T, D] (T = sum of le
 Layer norms here have no learned parameters (eps 1e-6). ``n`` is the fixed constant
 ``max_sequence_len + max_output_len`` (the padded length of the paper's trainer, 211 for its ML-1M
 settings, in training and evaluation alike), not the batch's padded length, so a user's
-outputs never depend on padding or batchmates. Pointwise work runs on the jagged form, the
-attention on padded [B, H, N, N] with a causal mask.
+outputs never depend on padding or batchmates.
+
+Users are sorted by length and cut into groups of ``attention_group_size``; each group runs
+through every block padded to its own longest length [b, w, D] (no jagged <-> dense conversions
+inside or between blocks; a valid position only attends to earlier, valid ones, so padding rows
+never reach a valid row). With the relative bias, the causal mask travels inside the packed bias
+index and the attention is :func:`generative_recommenders.ops.silu_attention.silu_attention`.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from generative_recommenders.modeling.encoders.relative_bias import (
     pack_bias_index,
     relative_bias_indices,
 )
-from generative_recommenders.ops import jagged
 from generative_recommenders.ops.dropout import Dropout
+from generative_recommenders.ops.silu_attention import silu_attention
 
 TIMESTAMPS_KEY = "timestamps"
 NORMALIZATIONS = ("rel_bias", "softmax_rel_bias")
@@ -104,18 +109,26 @@ class HSTUBlock(nn.Module):
         v: torch.Tensor,
         bias_index: BiasIndex | None,
         allowed: torch.Tensor,
+        bias_table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """q [B, Nq, H dqk], k [B, Nk, H dqk], v [B, Nk, H dv], allowed [B | 1, Nq, Nk] bool
-        -> [B, Nq, H dv].
+        -> [B, Nq, H dv]. ``bias_table``: :meth:`bias_table` when the caller already has it.
 
-        Batched matmuls over [B, H] with the bias added inside the first one (``baddbmm``) and
-        the causal mask applied as one multiply by ``allowed / n``; the plain formula
-        (einsum, ``where``, divide) is :func:`attend_reference`, which tests compare against.
+        With "rel_bias", a masked packed bias index and no attention dropout in effect, this is
+        :func:`~generative_recommenders.ops.silu_attention.silu_attention` (mask in the index).
+        Otherwise batched matmuls over [B, H] with the bias added inside the first one
+        (``baddbmm``) and the causal mask applied as one multiply by ``allowed / n``. The plain
+        formula (einsum, ``where``, divide) is :func:`attend_reference`; tests compare both.
         """
         B, Nq, _ = q.shape
         Nk = k.shape[1]
         H = self.num_heads
         no_grad = not torch.is_grad_enabled()
+        if self._fused(bias_index):
+            table = self.bias_table(True) if bias_table is None else bias_table
+            return silu_attention(
+                q, k, v, table, bias_index.index, H, self.attention_normalizer
+            )  # fmt: skip
         bias = None
         if self.relative_bias is not None and bias_index is not None:
             if isinstance(bias_index, PackedBiasIndex):
@@ -150,6 +163,23 @@ class HSTUBlock(nn.Module):
         out = torch.matmul(weights, v.view(B, Nk, H, self.dv).transpose(1, 2))  # [B, H, Nq, dv]
         return out.transpose(1, 2).reshape(B, Nq, H * self.dv)
 
+    def _fused(self, bias_index: BiasIndex | None) -> bool:
+        """Whether :meth:`attend` takes the fused SiLU-attention path for this bias index."""
+        return (
+            self.normalization == "rel_bias"
+            and self.relative_bias is not None
+            and isinstance(bias_index, PackedBiasIndex)
+            and bias_index.masked
+            and not (self.training and self.attn_dropout.p > 0.0)
+        )
+
+    def bias_table(self, masked: bool) -> torch.Tensor | None:
+        """The packed relative-bias table (see ``RelativeBucketedTimeAndPositionBias.packed_table``),
+        None without a relative bias; compute it once per forward and pass it to every group."""
+        if self.relative_bias is None:
+            return None
+        return self.relative_bias.packed_table(masked)
+
     def output(self, u: torch.Tensor, attn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """U [*, H dv], attention output [*, H dv], block input x [*, D] -> [*, D]."""
         a = F.layer_norm(attn, (attn.shape[-1],), eps=NORM_EPS)
@@ -159,69 +189,48 @@ class HSTUBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        offsets: torch.Tensor,
-        max_len: int,
         bias_index: BiasIndex | None,
         allowed: torch.Tensor,
-        groups: list[AttentionGroup] | None = None,
+        bias_table: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Jagged x [T, D] with offsets [B + 1] -> [T, D].
+        """x [b, w, D] (rows past a user's length are padding) -> [b, w, D].
 
-        Without ``groups`` the attention runs on all B users padded to ``max_len``; with them, on
-        each group of consecutive users padded to the group's own longest length (the other
-        arguments are then unused).
-        """
+        ``bias_index`` and ``allowed`` [1, w, w] as in :meth:`attend`; a valid row only attends
+        to earlier rows, so padding rows never change valid ones."""
         u, v, q, k = self.project(x)
-        hqk = q.shape[-1]
-        qkv = torch.cat([q, k, v], dim=-1)
-        if groups is None:
-            groups = [AttentionGroup(0, x.shape[0], offsets, max_len, bias_index, allowed)]
-        parts = []
-        for g in groups:
-            dense = jagged.jagged_to_dense(qkv[g.row_start : g.row_end], g.offsets, g.max_len)
-            qd, kd, vd = torch.split(dense, [hqk, hqk, v.shape[-1]], dim=-1)
-            out = self.attend(qd, kd, vd, g.bias_index, g.allowed)
-            parts.append(jagged.dense_to_jagged(out, g.offsets))
-        attn = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        return self.output(u, attn, x)
+        return self.output(u, self.attend(q, k, v, bias_index, allowed, bias_table), x)
 
 
 @dataclass
 class AttentionGroup:
-    """Consecutive users whose attention is computed together, padded to ``max_len``.
+    """Users [start, end) of the length-sorted batch, run together padded to ``width``:
+    bias_index and allowed [1, width, width] as in :meth:`HSTUBlock.attend`."""
 
-    Jagged rows [row_start, row_end) of the block input; offsets [b + 1] relative to row_start;
-    bias_index and allowed as in :meth:`HSTUBlock.attend`, sized ``max_len``.
-    """
-
-    row_start: int
-    row_end: int
-    offsets: torch.Tensor
-    max_len: int
+    start: int
+    end: int
+    width: int
     bias_index: BiasIndex | None
     allowed: torch.Tensor
 
 
 @dataclass
 class _LastQuery:
-    """The last position of each user of a group: users [b] (sorted order), bias index and
-    mask [b, 1, width]."""
+    """Bias index and mask [b, 1, width] of the last position of each user of a group."""
 
-    users: torch.Tensor
     bias_index: BiasIndex | None
     allowed: torch.Tensor
 
 
 @dataclass
 class _Plan:
-    """Users sorted by length: order [B] (sorted -> original), offsets [B + 1], the attention
-    groups, the groups' last queries (``encode`` only), and the sorted jagged input h [T, D]."""
+    """Users sorted by length: order [B] (sorted -> original), their lengths [B], the attention
+    groups, the groups' last queries (``encode`` only), and the sorted input x [B, N, D]."""
 
     order: torch.Tensor
-    offsets: torch.Tensor
+    lengths: torch.Tensor
     groups: list[AttentionGroup]
     last_queries: list[_LastQuery]
-    h: torch.Tensor
+    x: torch.Tensor
 
 
 def attend_reference(
@@ -382,12 +391,24 @@ class HSTU(SequentialEncoder):
             past_lengths, past_ids, past_embeddings, past_payloads
         )
         plan = self._plan(lengths, x, past_payloads, last_only=False)
-        h = plan.h
-        for block in self.blocks:
-            h = self._run_block(block, h, plan.offsets, x.shape[1], None, None, plan.groups)
-        out_sorted = jagged.jagged_to_dense(h, plan.offsets, x.shape[1])
-        out = torch.empty_like(out_sorted).index_copy_(0, plan.order, out_sorted)
+        hs = self._run_groups(self.blocks, plan)
+        n = x.shape[1]
+        padded = [F.pad(h, (0, 0, 0, n - h.shape[1])) for h in hs]
+        grouped = torch.cat(padded) if len(padded) > 1 else padded[0]  # [B, N, D], sorted
+        out = torch.empty_like(grouped).index_copy_(0, plan.order, grouped)
         return lengths, self.output_postproc(out) * valid_mask
+
+    def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
+        """Every group's padded input [b, w, D] through ``blocks`` (block-major, so each block's
+        bias table is built once) -> the groups' outputs."""
+        hs = [plan.x[g.start : g.end, : g.width] for g in plan.groups]
+        for block in blocks:
+            table = block.bias_table(masked=True) if self.enable_relative_attention_bias else None
+            hs = [
+                self._run_block(block, h, g.bias_index, g.allowed, table)
+                for h, g in zip(hs, plan.groups, strict=True)
+            ]
+        return hs
 
     def encode(
         self,
@@ -403,22 +424,16 @@ class HSTU(SequentialEncoder):
         """
         lengths, x, _ = self.input_preproc(past_lengths, past_ids, past_embeddings, past_payloads)
         plan = self._plan(lengths, x, past_payloads, last_only=True)
-        h = plan.h
-        for block in self.blocks[:-1]:
-            h = self._run_block(block, h, plan.offsets, x.shape[1], None, None, plan.groups)
+        hs = self._run_groups(self.blocks[:-1], plan)
         last = self.blocks[-1]
-        u, v, q, k = last.project(h)
-        hqk = q.shape[-1]
-        kv = torch.cat([k, v], dim=-1)
-        last_rows = (plan.offsets[1:] - 1).clamp(min=0)  # [B] jagged row of each last position
-        parts = []
-        for g, query in zip(plan.groups, plan.last_queries, strict=True):
-            dense = jagged.jagged_to_dense(kv[g.row_start : g.row_end], g.offsets, g.max_len)
-            kd, vd = torch.split(dense, [hqk, v.shape[-1]], dim=-1)
-            rows = last_rows[query.users]
-            parts.append(last.attend(q[rows].unsqueeze(1), kd, vd, query.bias_index, query.allowed))
-        attn = torch.cat(parts).squeeze(1) if len(parts) > 1 else parts[0].squeeze(1)
-        states = self.output_postproc(last.output(u[last_rows], attn, h[last_rows]))  # sorted
+        states = []
+        for h, g, query in zip(hs, plan.groups, plan.last_queries, strict=True):
+            u, v, q, k = last.project(h)
+            users = torch.arange(g.end - g.start, device=h.device)
+            rows = (plan.lengths[g.start : g.end] - 1).clamp(min=0)  # [b] last position
+            attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.bias_index, query.allowed)
+            states.append(last.output(u[users, rows], attn.squeeze(1), h[users, rows]))
+        states = self.output_postproc(torch.cat(states) if len(states) > 1 else states[0])
         states = torch.empty_like(states).index_copy_(0, plan.order, states)
         return states * (lengths > 0).unsqueeze(1).to(states.dtype)
 
@@ -442,8 +457,7 @@ class HSTU(SequentialEncoder):
         if ts is not None:  # next times from the full width: index ``length`` is the query time
             ts_sorted = ts.index_select(0, order)
             next_sorted = next_timestamps(ts_sorted)
-        offsets = jagged.lengths_to_offsets(sorted_lengths.to(device))
-        host_offsets = jagged.lengths_to_offsets(sorted_lengths).tolist()
+        device_lengths = sorted_lengths.to(device)
         groups, last_queries = [], []
         blocks_with_all_rows = len(self.blocks) - (1 if last_only else 0)
         for start in range(0, B, self.attention_group_size):
@@ -453,29 +467,16 @@ class HSTU(SequentialEncoder):
             if ts_sorted is not None:
                 group_ts = ts_sorted[start:end, :width]
                 group_next = next_sorted[start:end, :width]
+            allowed = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
             full_bias = None
             if blocks_with_all_rows > 0:
-                full_bias = self._bias_index(width, group_next, group_ts, device)
-            groups.append(
-                AttentionGroup(
-                    row_start=host_offsets[start],
-                    row_end=host_offsets[end],
-                    offsets=offsets[start : end + 1] - offsets[start],
-                    max_len=width,
-                    bias_index=full_bias,
-                    allowed=torch.ones(width, width, dtype=torch.bool, device=device)
-                    .tril()
-                    .unsqueeze(0),
-                )
-            )
+                full_bias = self._bias_index(width, group_next, group_ts, allowed, device)
+            groups.append(AttentionGroup(start, end, width, full_bias, allowed))
             if last_only:
                 last_queries.append(
-                    self._last_query(
-                        sorted_lengths[start:end].to(device), width, group_next, group_ts, start
-                    )
+                    self._last_query(device_lengths[start:end], width, group_next, group_ts)
                 )
-        h = jagged.dense_to_jagged(x.index_select(0, order), offsets)
-        return _Plan(order, offsets, groups, last_queries, h)
+        return _Plan(order, device_lengths, groups, last_queries, x.index_select(0, order))
 
     def _last_query(
         self,
@@ -483,7 +484,6 @@ class HSTU(SequentialEncoder):
         width: int,
         next_times: torch.Tensor | None,
         ts: torch.Tensor | None,
-        first_user: int,
     ) -> _LastQuery:
         """Bias index and mask [b, 1, width] of each user's last position (length - 1)."""
         device = lengths.device
@@ -496,18 +496,18 @@ class HSTU(SequentialEncoder):
                 query_pos, key_pos, self.max_positions, query_times, ts
             )
         allowed = key_pos.unsqueeze(1) <= query_pos.unsqueeze(2)  # [b, 1, width]
-        users = torch.arange(first_user, first_user + lengths.shape[0], device=device)
-        return _LastQuery(users, bias_index, allowed)
+        return _LastQuery(bias_index, allowed)
 
     def _bias_index(
         self,
         width: int,
         query_times: torch.Tensor | None,
         ts: torch.Tensor | None,
+        allowed: torch.Tensor,
         device: torch.device,
     ) -> BiasIndex | None:
         """Relative-bias table indices for ``width`` positions: query ("next") times and key
-        times ts, both [b, width] (None: no time bias)."""
+        times ts, both [b, width] (None: no time bias); with times, a masked packed index."""
         if not self.enable_relative_attention_bias:
             return None
         positions = torch.arange(width, device=device).unsqueeze(0)
@@ -516,7 +516,7 @@ class HSTU(SequentialEncoder):
         )
         if time_bucket is None:
             return position_index, None
-        return pack_bias_index(position_index, time_bucket, self.max_positions)
+        return pack_bias_index(position_index, time_bucket, self.max_positions, allowed)
 
     # ---- incremental encoding (M-FALCON-style reuse of cached keys/values) ----
 

@@ -16,6 +16,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from generative_recommenders.ops.scatter import scatter_add_flat
+from generative_recommenders.ops.silu_attention import with_mask_slot
+
 NUM_TIME_BUCKETS = 128
 LOG_BUCKET_WIDTH = 0.301
 
@@ -36,7 +39,7 @@ def _bucketize_time_gaps_(gaps: torch.Tensor, num_buckets: int) -> torch.Tensor:
 
 
 class _GatherTable(torch.autograd.Function):
-    """``weights[index]`` for a small 1-D table; backward sums gradients with one scatter_add
+    """``weights[index]`` for a small 1-D table; backward sums gradients with a scatter_add
     (autograd's accumulating index_put is several times slower on CPU for [B, N, N] indices)."""
 
     @staticmethod
@@ -48,8 +51,7 @@ class _GatherTable(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
         (index,) = ctx.saved_tensors
-        grad_weights = grad.new_zeros(ctx.size).scatter_add_(0, index.reshape(-1), grad.reshape(-1))
-        return grad_weights, None
+        return scatter_add_flat(ctx.size, index, grad), None
 
 
 def gather_table(weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -94,16 +96,29 @@ def relative_bias_indices(
 class PackedBiasIndex(NamedTuple):
     """One index per (query, key) into the flattened outer sum ``ts_w[:, None] + pos_w[None, :]``:
     ``time_bucket * (2P - 1) + position_index`` [B, Nq, Nk]. Computed once per forward, it makes
-    every layer's bias a single gather instead of two gathers and an add."""
+    every layer's bias a single gather instead of two gathers and an add. With ``masked``, pairs
+    the attention mask forbids point one past the table: at the mask slot of
+    :func:`generative_recommenders.ops.silu_attention.with_mask_slot`."""
 
     index: torch.Tensor
+    masked: bool = False
 
 
 def pack_bias_index(
-    position_index: torch.Tensor, time_bucket: torch.Tensor, max_positions: int
+    position_index: torch.Tensor,
+    time_bucket: torch.Tensor,
+    max_positions: int,
+    allowed: torch.Tensor | None = None,
+    num_buckets: int = NUM_TIME_BUCKETS,
 ) -> PackedBiasIndex:
-    """(position index [B | 1, Nq, Nk], time bucket [B, Nq, Nk]) -> :class:`PackedBiasIndex`."""
-    return PackedBiasIndex(time_bucket * (2 * max_positions - 1) + position_index)
+    """(position index [B | 1, Nq, Nk], time bucket [B, Nq, Nk]) -> :class:`PackedBiasIndex`;
+    with ``allowed`` [B | 1, Nq, Nk] bool, the forbidden pairs point at the mask slot."""
+    num_positions = 2 * max_positions - 1
+    index = time_bucket * num_positions + position_index
+    if allowed is None:
+        return PackedBiasIndex(index)
+    mask_slot = (num_buckets + 1) * num_positions
+    return PackedBiasIndex(index.masked_fill_(~allowed, mask_slot), masked=True)
 
 
 class RelativeBucketedTimeAndPositionBias(nn.Module):
@@ -125,7 +140,15 @@ class RelativeBucketedTimeAndPositionBias(nn.Module):
             bias = gather_table(self.ts_w, time_bucket) + bias
         return bias
 
-    def packed(self, packed: PackedBiasIndex) -> torch.Tensor:
-        """Bias [B, Nq, Nk] from a :class:`PackedBiasIndex` (equals ``forward`` on its parts)."""
+    def packed_table(self, masked: bool = False) -> torch.Tensor:
+        """The flattened outer sum [(num_buckets + 1) (2P - 1)] (+ the mask slot when masked)."""
         table = (self.ts_w.unsqueeze(1) + self.pos_w.unsqueeze(0)).reshape(-1)
+        return with_mask_slot(table) if masked else table
+
+    def packed(self, packed: PackedBiasIndex, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Bias [B, Nq, Nk] from a :class:`PackedBiasIndex` (equals ``forward`` on its parts;
+        masked pairs get :data:`~generative_recommenders.ops.silu_attention.MASK_BIAS`).
+        ``table``: this module's :meth:`packed_table` when the caller already has it."""
+        if table is None:
+            table = self.packed_table(packed.masked)
         return gather_table(table, packed.index)
