@@ -24,6 +24,7 @@ from generative_recommenders.config.modeling import (
 )
 from generative_recommenders.config.objective import (
     LOSS_MODULES,
+    NEGATIVES_SHARING,
     SAMPLING_STRATEGIES,
     TOP_K_METHODS,
     get_weighted_loss,
@@ -65,6 +66,7 @@ def validate_choices(config: TrainConfig) -> None:
         ("train_fn.user_embedding_norm", config.user_embedding_norm, POSTPROCESSORS),
         ("train_fn.loss_module", config.loss_module, LOSS_MODULES),
         ("train_fn.sampling_strategy", config.sampling_strategy, SAMPLING_STRATEGIES),
+        ("train_fn.negatives_sharing", config.negatives_sharing, NEGATIVES_SHARING),
         ("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS),
     ):
         choose(binding, value, choices)
@@ -97,15 +99,7 @@ def build_training(
     encoder = encoder.to(device)
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
     sampler = _build_sampler(config, encoder, catalogue)
-    loss_class = choose("train_fn.loss_module", config.loss_module, LOSS_MODULES)
-    if config.loss_module == "BCELoss":
-        loss = loss_class(temperature=1.0)
-    else:
-        loss = loss_class(
-            num_to_sample=config.num_negatives,
-            softmax_temperature=config.temperature,
-            activation_checkpoint=config.loss_activation_checkpoint,
-        )
+    loss = build_loss(config)
     model = AutoregressiveModel(
         encoder=encoder,
         negatives_sampler=sampler,
@@ -123,6 +117,20 @@ def build_training(
         schedule=_schedule(config),
         run_prefix=_run_prefix(config, encoder),
         model_summary=f"{config.main_module}, {parameters:,} parameters",
+    )
+
+
+def build_loss(config: TrainConfig) -> nn.Module:
+    """The loss of ``train_fn.loss_module``, with ``train_fn.negatives_sharing`` applied."""
+    loss_class = choose("train_fn.loss_module", config.loss_module, LOSS_MODULES)
+    sharing = choose("train_fn.negatives_sharing", config.negatives_sharing, NEGATIVES_SHARING)
+    if config.loss_module == "BCELoss":
+        return loss_class(temperature=1.0, negatives_sharing=sharing)
+    return loss_class(
+        num_to_sample=config.num_negatives,
+        softmax_temperature=config.temperature,
+        activation_checkpoint=config.loss_activation_checkpoint,
+        negatives_sharing=sharing,
     )
 
 
@@ -259,6 +267,8 @@ def _run_prefix(config: TrainConfig, encoder: nn.Module) -> str:
     ]
     if config.main_module_bf16:
         parts.append("bf16")
+    if config.negatives_sharing != "none":
+        parts.append(f"share_{config.negatives_sharing}")
     if config.eval_split == "valid":
         parts.append("valid")
     return "-".join(parts).replace("/", "_")

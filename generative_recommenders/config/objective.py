@@ -3,6 +3,7 @@
 The paper's gin files name modules by string (``train_fn.loss_module = "SampledSoftmaxLoss"``,
 ``train_fn.sampling_strategy = "local"``, ``train_fn.top_k_method = "MIPSBruteForceTopK"``); they are
 resolved once, through :func:`generative_recommenders.config.choices.choose`, whose error lists the accepted choices.
+``train_fn.negatives_sharing`` ("none" | "row" | "batch") becomes a ``NegativesSharing`` likewise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.negatives import (
     InBatchNegativesSampler,
     LocalNegativesSampler,
+    NegativesSharing,
 )
 from generative_recommenders.retrieval.brute_force import MIPSBruteForceTopK, MoLBruteForceTopK
 
@@ -23,6 +25,11 @@ LOSS_MODULES: dict[str, type] = {"SampledSoftmaxLoss": SampledSoftmaxLoss, "BCEL
 SAMPLING_STRATEGIES: dict[str, type] = {
     "in-batch": InBatchNegativesSampler,
     "local": LocalNegativesSampler,
+}
+NEGATIVES_SHARING: dict[str, NegativesSharing] = {
+    "none": NegativesSharing.NONE,
+    "row": NegativesSharing.ROW,
+    "batch": NegativesSharing.BATCH,
 }
 TOP_K_METHODS: dict[str, type] = {
     "MIPSBruteForceTopK": MIPSBruteForceTopK,

@@ -2,8 +2,8 @@
 
 Every parameter name and default of the paper's public ``train_fn`` is kept, so its gin files run
 unchanged; the project's additions (``eval_split``, ``selection_metric``,
-``early_stopping_patience``, ``filter_seen``, ``sampled_eval``, ``keep_last_n_checkpoints``) have
-defaults that keep the paper's protocol.
+``early_stopping_patience``, ``filter_seen``, ``sampled_eval``, ``keep_last_n_checkpoints``,
+``negatives_sharing``) have defaults that keep the paper's protocol.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class TrainConfig:
     filter_seen: str = "window"
     sampled_eval: str | None = None
     keep_last_n_checkpoints: int = 3
+    negatives_sharing: str = "none"  # "none" | "row" | "batch"; checked by build.validate_choices
 
     def __post_init__(self) -> None:
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
@@ -140,6 +141,7 @@ def train_fn(
     filter_seen: str = TrainConfig.filter_seen,
     sampled_eval: str | None = TrainConfig.sampled_eval,
     keep_last_n_checkpoints: int = TrainConfig.keep_last_n_checkpoints,
+    negatives_sharing: str = TrainConfig.negatives_sharing,
 ) -> TrainConfig:
     """Collect the ``train_fn.*`` bindings into a validated :class:`TrainConfig`.
 

@@ -3,7 +3,7 @@
 Every supervised position (``supervision_weights > 0``) predicts its next item. The padded
 ``[B, N, ...]`` inputs are first reduced to the jagged ``[L, ...]`` form (L = number of supervised
 positions), so padding costs nothing. Per position, the query is scored against its positive and its
-own independently drawn negatives through the similarity module in one call
+negatives (its own independent draw by default; see shared negatives below) in one similarity call
 (``similarity(query [L, D], items [L, 1 + R, D])``), logits are divided by the temperature, and
 negatives equal to the positive (accidental hits) are masked to ``-inf``. The loss is the weighted
 mean ``sum(w * loss) / sum(w)``.
@@ -17,6 +17,14 @@ below (the reference the fast path is tested against); other similarities always
 Memory (plain path): negatives are drawn as int64 slots first and their embeddings gathered per
 chunk of positions; with ``activation_checkpoint`` each chunk's gather and scoring run under
 ``torch.utils.checkpoint``, so the ``[L, 1 + R, D]`` candidate tensor is never held whole for backward.
+
+Shared negatives (``negatives_sharing``, a ``modeling.negatives.NegativesSharing``): ``ROW``
+draws R negatives per batch row, shared by the row's positions; ``BATCH`` draws R for the whole
+step. Normalisation, temperature and accidental-hit masking (per position, against that position's
+positive) are unchanged. With a dot product (fused) the shared negatives' embeddings are gathered
+once, ``[G, R, D]``, and scored with one GEMM ``[L, D] x [D, R]`` (BATCH) or one bmm
+``[B, N, D] x [B, D, R]`` over the padded queries (ROW); other similarities take the plain path with
+each position's slots expanded from its group's (same results, same cost as independent draws).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from generative_recommenders.modeling.negatives import Lookup
+from generative_recommenders.modeling.negatives import Lookup, NegativesSharing
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
 from generative_recommenders.ops.sampled_dot import sampled_dot_logits
 
@@ -43,6 +51,7 @@ class _SampledLoss(nn.Module):
         activation_checkpoint: bool,
         checkpoint_chunk_size: int,
         fused: bool = True,
+        negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__()
         if num_to_sample < 1:
@@ -56,6 +65,16 @@ class _SampledLoss(nn.Module):
         self._activation_checkpoint = bool(activation_checkpoint)
         self._chunk_size = int(checkpoint_chunk_size)
         self.fused = bool(fused)
+        if not isinstance(negatives_sharing, NegativesSharing):
+            raise ValueError(
+                f"negatives_sharing must be a NegativesSharing, got {negatives_sharing!r}"
+            )
+        self.negatives_sharing = negatives_sharing
+
+    def _sharing_str(self) -> str:
+        """Run-name suffix: empty for independent draws, e.g. ``-share_row`` otherwise."""
+        sharing = self.negatives_sharing
+        return "" if sharing is NegativesSharing.NONE else f"-share_{sharing.value}"
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         """logits [c, 1 + R] (column 0 = positive, already / temperature), hits [c, R] -> [c]."""
@@ -109,21 +128,32 @@ class _SampledLoss(nn.Module):
         if num_rows == 0:
             return output_embeddings.sum() * 0.0, {}
 
-        slots = negatives_sampler.draw_slots(num_rows, self._num_to_sample, queries.device)
-        negative_ids = negatives_sampler.candidate_ids()[slots]  # [L, R]
+        groups = None  # [L] each position's draw group when negatives are shared
+        if self.negatives_sharing is NegativesSharing.NONE:
+            slots = negatives_sampler.draw_slots(num_rows, self._num_to_sample, queries.device)
+        else:
+            seq_len = supervision_ids.shape[1]
+            slots, groups = negatives_sampler.draw_shared_slots(
+                self.negatives_sharing,
+                self._num_to_sample,
+                torch.div(rows, seq_len, rounding_mode="floor"),
+                supervision_ids.shape[0],
+            )  # [G, R], [L]
+        negative_ids = negatives_sampler.candidate_ids()[slots]  # [L, R] (or [G, R] if shared)
         if self.fused and isinstance(similarity_module, DotProductSimilarity):
-            table = negatives_sampler.candidate_table()  # [U, D]
-            positive_logits = (queries * positives).sum(dim=-1, keepdim=True)  # [L, 1]
-            logits = (
-                torch.cat(
-                    [positive_logits, sampled_dot_logits(queries, table.to(queries.dtype), slots)],
-                    dim=1,
-                )
-                / self._temperature
-            )  # [L, 1 + R]
+            if groups is None:
+                logits = _independent_dot_logits(queries, positives, negatives_sampler, slots)
+            else:
+                negatives = negatives_sampler.make_lookup(slots.numel())(slots)  # [G, R, D]
+                logits = _shared_dot_logits(queries, positives, output_embeddings, rows, negatives)
+                negative_ids = negative_ids.index_select(0, groups)  # [L, R]
+            logits = logits / self._temperature  # [L, 1 + R]
             hits = negative_ids == positive_ids.unsqueeze(1)  # [L, R]
             losses = self._row_losses(logits, hits)
             return (losses * weights).sum() / weights.sum(), {}
+        if groups is not None:  # plain path: every position gets its group's slots
+            slots = slots.index_select(0, groups)  # [L, R]
+            negative_ids = negative_ids.index_select(0, groups)
         lookup = negatives_sampler.make_lookup(slots.numel())
         chunk = self._chunk_size if self._activation_checkpoint else num_rows
 
@@ -150,6 +180,46 @@ class _SampledLoss(nn.Module):
             for name, value in aux.items():
                 aux_total[name] = aux_total.get(name, 0.0) + value * share
         return total / weights.sum(), aux_total
+
+
+def _independent_dot_logits(
+    queries: torch.Tensor, positives: torch.Tensor, sampler: nn.Module, slots: torch.Tensor
+) -> torch.Tensor:
+    """queries [L, D], positives [L, D], slots [L, R] -> logits [L, 1 + R] (not / temperature).
+
+    Each position's own negatives, scored by the chunked fused kernel against the candidate table.
+    """
+    table = sampler.candidate_table()  # [U, D]
+    positive_logits = (queries * positives).sum(dim=-1, keepdim=True)  # [L, 1]
+    return torch.cat(
+        [positive_logits, sampled_dot_logits(queries, table.to(queries.dtype), slots)], dim=1
+    )
+
+
+def _shared_dot_logits(
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    padded_queries: torch.Tensor,
+    rows: torch.Tensor,
+    negatives: torch.Tensor,
+) -> torch.Tensor:
+    """Logits [L, 1 + R] (not / temperature) against shared negatives, without an [L, R, D] copy.
+
+    Args:
+        queries: [L, D] supervised positions (``padded_queries`` flattened, rows ``rows``).
+        positives: [L, D] normalised positive embeddings.
+        padded_queries: [B, N, D] the queries before the jagged reduction.
+        rows: [L] int64 flat indices of the supervised positions into ``B * N``.
+        negatives: [1, R, D] one set for the batch (one GEMM) or [B, R, D] one per row (a bmm).
+    """
+    negatives = negatives.to(queries.dtype)
+    positive_logits = (queries * positives).sum(dim=-1, keepdim=True)  # [L, 1]
+    if negatives.shape[0] == 1:
+        negative_logits = queries @ negatives[0].t()  # [L, R]
+    else:
+        scores = torch.bmm(padded_queries, negatives.transpose(1, 2))  # [B, N, R]
+        negative_logits = scores.reshape(-1, scores.shape[-1]).index_select(0, rows)  # [L, R]
+    return torch.cat([positive_logits, negative_logits], dim=1)
 
 
 class _ChunkLoss:
@@ -190,6 +260,7 @@ class SampledSoftmaxLoss(_SampledLoss):
             path; the fused path is chunked and bounded anyway).
         checkpoint_chunk_size: positions per checkpointed chunk.
         fused: use the fused dot-product path when the similarity is a dot product.
+        negatives_sharing: NONE (independent draws per position), ROW or BATCH (shared draws).
     """
 
     def __init__(
@@ -199,9 +270,15 @@ class SampledSoftmaxLoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         fused: bool = True,
+        negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__(
-            num_to_sample, softmax_temperature, activation_checkpoint, checkpoint_chunk_size, fused
+            num_to_sample,
+            softmax_temperature,
+            activation_checkpoint,
+            checkpoint_chunk_size,
+            fused,
+            negatives_sharing,
         )
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -209,14 +286,15 @@ class SampledSoftmaxLoss(_SampledLoss):
         return torch.logsumexp(masked, dim=1) - masked[:, 0]
 
     def debug_str(self) -> str:
-        return f"ssl-t{self._temperature:g}-n{self._num_to_sample}"
+        return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
 
 
 class BCELoss(_SampledLoss):
     """Binary cross-entropy: the positive labelled 1, one sampled negative labelled 0.
 
     Per position: ``softplus(-s+/T) + softplus(s-/T)``, the negative term dropped on an
-    accidental hit (the negative equals the positive).
+    accidental hit (the negative equals the positive). With ``negatives_sharing`` BATCH one
+    negative serves every position of the step; with ROW, one per batch row.
     """
 
     def __init__(
@@ -225,8 +303,11 @@ class BCELoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         fused: bool = True,
+        negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
-        super().__init__(1, temperature, activation_checkpoint, checkpoint_chunk_size, fused)
+        super().__init__(
+            1, temperature, activation_checkpoint, checkpoint_chunk_size, fused, negatives_sharing
+        )
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         positive = F.softplus(-logits[:, 0])
@@ -234,7 +315,7 @@ class BCELoss(_SampledLoss):
         return positive + negative
 
     def debug_str(self) -> str:
-        return f"bce-t{self._temperature:g}"
+        return f"bce-t{self._temperature:g}{self._sharing_str()}"
 
 
 def get_weighted_loss(

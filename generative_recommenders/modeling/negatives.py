@@ -1,8 +1,10 @@
 """Negative samplers for the autoregressive losses: in-batch and local (whole catalogue).
 
-Both draw, for every supervised position independently, ``num_to_sample`` candidates uniformly (with
-replacement) from a candidate table of ``U`` items, and return their ids and (optionally L2-normalised)
-embeddings. A draw may equal the position's positive (an "accidental hit"); the losses mask those.
+Both draw ``num_to_sample`` candidates uniformly (with replacement) from a candidate table of ``U``
+items, and return their ids and (optionally L2-normalised) embeddings. By default every supervised
+position gets its own draw; :class:`NegativesSharing` lets all positions of a batch row, or of the
+whole batch, share one draw (:meth:`_UniformSampler.draw_shared_slots`). A draw may equal the
+position's positive (an "accidental hit"); the losses mask those.
 
 Besides the public ``forward``, the samplers expose the two halves the losses use to stay cheap:
 ``draw_slots`` (int64 slots into the candidate table, no embedding work) and
@@ -12,12 +14,21 @@ Besides the public ``forward``, the samplers expose the two halves the losses us
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 Lookup = Callable[[torch.Tensor], torch.Tensor]
+
+
+class NegativesSharing(enum.Enum):
+    """Which supervised positions share one draw of R negatives."""
+
+    NONE = "none"  # every position draws its own R (independent)
+    ROW = "row"  # each batch row (one user's sequence) draws R shared by all of its positions
+    BATCH = "batch"  # one draw of R shared by every position of the step
 
 
 def l2_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -73,6 +84,28 @@ class _UniformSampler(nn.Module):
             raise ValueError("negative sampler has no candidates (call process_batch first)")
         gen = generator if generator is not None else self.generator
         return torch.randint(0, size, (num_positions, num_to_sample), device=device, generator=gen)
+
+    def draw_shared_slots(
+        self,
+        sharing: NegativesSharing,
+        num_to_sample: int,
+        position_rows: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draw per group of positions: (slots [G, R] int64, groups [L] int64 in 0..G-1).
+
+        ``position_rows`` [L] is each supervised position's batch row (0..B-1, B = ``batch_size``).
+        ROW: G = B, one independent draw per batch row, ``groups = position_rows``.
+        BATCH: G = 1, ``groups`` all zero. Position l's negatives are ``slots[groups[l]]``.
+        """
+        device = position_rows.device
+        if sharing is NegativesSharing.ROW:
+            return self.draw_slots(batch_size, num_to_sample, device, generator), position_rows
+        if sharing is NegativesSharing.BATCH:
+            slots = self.draw_slots(1, num_to_sample, device, generator)
+            return slots, torch.zeros_like(position_rows)
+        raise ValueError(f"draw_shared_slots: expected ROW or BATCH sharing, got {sharing}")
 
     def forward(
         self,
