@@ -1,4 +1,5 @@
-"""``python -m generative_recommenders.bench [--quick] [--out bench.json]``: see the package doc."""
+"""``python -m generative_recommenders.bench [--quick] [--out bench.json] [--parts ...]``: see the
+package doc."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 from generative_recommenders.bench import measure
 from generative_recommenders.bench.report import format_table
 
+PARTS = ("train", "retrieval", "data", "memory")
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m generative_recommenders.bench")
@@ -24,6 +27,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5, help="measured steps per setting (+2 warm-up)")
     p.add_argument("--settings", default=",".join(measure.TRAIN_SETTINGS))
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests); numbers meaningless")
+    p.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}"
+    )
+    p.add_argument(
+        "--memory_steps", type=int, default=3, help="memory part: measured steps (+1 warm-up)"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -40,6 +49,9 @@ def _child(args: argparse.Namespace) -> None:
     if args.child == "retrieval":
         sizes = [(3706, 2048), (1_000_000, 256)] if not args.quick else [(300, 64), (5000, 16)]
         result = [measure.run_retrieval(items, users, device) for items, users in sizes]
+    elif args.child.startswith("memory:"):
+        distribution = args.child.split(":", 1)[1]
+        result = measure.run_memory_point(distribution, device, args.memory_steps, args.quick)
     else:
         result = measure.run_train_setting(
             args.child, args.data_dir, device, args.steps, args.quick
@@ -53,7 +65,7 @@ def _in_child(args: argparse.Namespace, what: str, data_dir: str):
         cmd = [
             sys.executable, "-m", "generative_recommenders.bench", "--child", what,
             "--child_out", str(out), "--data_dir", data_dir, "--device", args.device,
-            "--steps", str(args.steps),
+            "--steps", str(args.steps), "--memory_steps", str(args.memory_steps),
         ] + (["--quick"] if args.quick else [])  # fmt: skip
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
@@ -75,47 +87,80 @@ def _ensure_stores(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         measure.write_synthetic_store(data_dir, "synthetic-ml-20m", 2000, 26_744, 150)
 
 
+def _machine(args: argparse.Namespace, device: torch.device) -> dict:
+    """GEMM ceiling (GFLOP/s), threads and device name."""
+    machine = {
+        "gemm_gflops_fp32": measure.gemm_gflops(256 if args.quick else 2048, 5, device),
+        "threads": torch.get_num_threads(),
+        "device": measure.device_name(device),
+    }
+    if device.type == "cuda":
+        machine["gemm_gflops_bf16"] = measure.gemm_gflops(8192, 5, device, torch.bfloat16)
+    return machine
+
+
+def _train(args: argparse.Namespace, data_dir: pathlib.Path, machine: dict):
+    """(train rows, full-evaluation rows) of the ``--settings``, each in its own child."""
+    train = []
+    eval_rows = []
+    for setting in [s for s in args.settings.split(",") if s]:
+        if setting not in measure.TRAIN_SETTINGS:
+            raise SystemExit(f"--settings: unknown {setting!r}; choose from "
+                             f"{', '.join(measure.TRAIN_SETTINGS)}")  # fmt: skip
+        row = _in_child(args, setting, str(data_dir))
+        row["mfu"] = row["useful_gflops"] / (row["step_ms"] / 1000.0) / machine["gemm_gflops_fp32"]
+        if "eval_s" in row:
+            eval_rows.append({
+                "setting": f"{setting} full evaluation ({row['eval_users']} users)",
+                "num_items": _num_items(data_dir, measure.TRAIN_SETTINGS[setting][1]),
+                "users_per_s": row["eval_users"] / row["eval_s"],
+                "seconds": row["eval_s"],
+            })  # fmt: skip
+        train.append(row)
+    return train, eval_rows
+
+
+def _memory(args: argparse.Namespace, data_dir: pathlib.Path) -> list[dict]:
+    """One memory row per length distribution, each measured in its own child."""
+    return [_in_child(args, f"memory:{d}", str(data_dir)) for d in measure.MEMORY_DISTRIBUTIONS]
+
+
+def _parts(value: str) -> set[str]:
+    parts = {p for p in value.split(",") if p}
+    if parts - set(PARTS):
+        raise SystemExit(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from "
+                         f"{', '.join(PARTS)}")  # fmt: skip
+    return parts
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = _parse(argv)
     if args.child:
         _child(args)
         return {}
+    parts = _parts(args.parts)
     device = _device(args.device)
+    train, eval_rows, data, memory = [], [], {}, []
     with tempfile.TemporaryDirectory() as quick_dir:
         data_dir = pathlib.Path(quick_dir if args.quick else args.data_dir)
-        _ensure_stores(args, data_dir)
-        machine = {
-            "gemm_gflops_fp32": measure.gemm_gflops(256 if args.quick else 2048, 5, device),
-            "threads": torch.get_num_threads(),
-            "device": measure.device_name(device),
-        }
-        if device.type == "cuda":
-            machine["gemm_gflops_bf16"] = measure.gemm_gflops(8192, 5, device, torch.bfloat16)
-        train = []
-        eval_rows = []
-        for setting in [s for s in args.settings.split(",") if s]:
-            if setting not in measure.TRAIN_SETTINGS:
-                raise SystemExit(f"--settings: unknown {setting!r}; choose from "
-                                 f"{', '.join(measure.TRAIN_SETTINGS)}")  # fmt: skip
-            row = _in_child(args, setting, str(data_dir))
-            row["mfu"] = (
-                row["useful_gflops"] / (row["step_ms"] / 1000.0) / machine["gemm_gflops_fp32"]
+        machine = _machine(args, device)
+        if "train" in parts:
+            _ensure_stores(args, data_dir)
+            train, eval_rows = _train(args, data_dir, machine)
+        if "retrieval" in parts:
+            eval_rows += _in_child(args, "retrieval", str(data_dir))
+        if "data" in parts:
+            data = measure.run_data(
+                20_000 if args.quick else 2_000_000, 500 if args.quick else 50_000
             )
-            if "eval_s" in row:
-                eval_rows.append({
-                    "setting": f"{setting} full evaluation ({row['eval_users']} users)",
-                    "num_items": _num_items(data_dir, measure.TRAIN_SETTINGS[setting][1]),
-                    "users_per_s": row["eval_users"] / row["eval_s"],
-                    "seconds": row["eval_s"],
-                })  # fmt: skip
-            train.append(row)
-        eval_rows += _in_child(args, "retrieval", str(data_dir))
-        data = measure.run_data(20_000 if args.quick else 2_000_000, 500 if args.quick else 50_000)
+        if "memory" in parts:
+            memory = _memory(args, data_dir)
     report = {
         "machine": machine,
         "train": train,
         "eval": eval_rows,
         "data": data,
+        "memory": memory,
         "date": datetime.date.today().isoformat(),
         "quick": bool(args.quick),
     }

@@ -1,8 +1,10 @@
-"""The measurements: GEMM ceiling, training steps, evaluation, data pipeline."""
+"""The measurements: GEMM ceiling, training steps, evaluation, data pipeline, training memory."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import os
 import pathlib
 import resource
 import statistics
@@ -59,9 +61,19 @@ def _sync(device: torch.device) -> None:
 
 
 def peak_mem_gib(device: torch.device) -> float:
+    """Peak memory (GiB): CUDA allocated bytes, or this process's RSS high-water mark.
+
+    On Linux the RSS peak is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` of a child started
+    by ``subprocess`` (vfork + exec) also holds the parent's high-water mark.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    try:
+        status = pathlib.Path("/proc/self/status").read_text()
+        kib = int(status.split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 2**20
 
 
 def write_synthetic_store(
@@ -71,12 +83,18 @@ def write_synthetic_store(
     num_items: int,
     mean_length: int,
     seed: int = 0,
+    length_range: tuple[int, int] | None = None,
 ) -> None:
-    """A store of random histories (lengths 20..3x mean, skewed item popularity)."""
+    """A store of random histories with skewed item popularity.
+
+    History lengths (events) are uniform in ``length_range`` = [lo, hi), by default
+    [20, 3 x mean_length).
+    """
     from generative_recommenders.data.store import store_path, write_store
 
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(20, 3 * mean_length, num_users)
+    lo, hi = length_range or (20, 3 * mean_length)
+    lengths = rng.integers(lo, hi, num_users)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     total = int(offsets[-1])
     items = 1 + (rng.random(total) ** 2 * num_items).astype(np.int64)
@@ -94,49 +112,68 @@ def write_synthetic_store(
     )
 
 
-def run_train_setting(
-    setting: str, data_dir: str, device: torch.device, steps: int, quick: bool
-) -> dict:
-    """Median step (forward, backward, optimizer) and full-evaluation time of one setting."""
-    from generative_recommenders.config.build import build_training
+def _configure(setting: str, dataset: str, quick: bool):
+    """Parse the setting's gin file for ``dataset`` (one process, no loader workers)."""
     from generative_recommenders.config.registry import parse_gin
     from generative_recommenders.config.train import train_fn
-    from generative_recommenders.data.store import SequenceStore
-    from generative_recommenders.training.distributed import DistributedContext
-    from generative_recommenders.training.inputs import encoder_inputs
-    from generative_recommenders.training.optim import make_optimizer
 
-    tune_allocator()
-    gin_file, dataset = TRAIN_SETTINGS[setting]
     bindings = [f'train_fn.dataset_name = "{dataset}"', "create_data_loader.num_workers = 0"]
     if quick:
         bindings += list(QUICK_BINDINGS)
-    parse_gin([str(REPO / gin_file)], bindings)
-    config = train_fn()
+    parse_gin([str(REPO / TRAIN_SETTINGS[setting][0])], bindings)
+    return train_fn()
+
+
+def _build(config, data_dir: str, dataset: str, device: torch.device):
+    """(built training, model on ``device`` in train mode, optimizer), seeded."""
+    from generative_recommenders.config.build import build_training
+    from generative_recommenders.data.store import SequenceStore
+    from generative_recommenders.training.distributed import DistributedContext
+    from generative_recommenders.training.optim import make_optimizer
+
     store = SequenceStore.open(data_dir, dataset)
     torch.manual_seed(0)
     built = build_training(config, store, DistributedContext(0, 0, 1, device))
     model = built.model.to(device).train()
-    optimizer = make_optimizer(model, config.learning_rate, config.weight_decay)
+    return built, model, make_optimizer(model, config.learning_rate, config.weight_decay)
+
+
+def _first_batches(loader, count: int) -> list:
+    """The loader's first ``count`` batches (fewer if it ends first)."""
     batches = []
-    for batch in built.data.train.loader:
+    for batch in loader:
         batches.append(batch)
-        if len(batches) >= steps + 2:
+        if len(batches) >= count:
             break
+    return batches
 
-    def step(batch) -> None:
-        inputs = encoder_inputs(batch.to(device), write_target_id=True)
-        optimizer.zero_grad(set_to_none=True)
-        total, _, _ = model(inputs)
-        total.backward()
-        optimizer.step()
-        float(total.item())
 
+def _train_step(model, optimizer, batch, device: torch.device) -> None:
+    """One forward, backward and optimizer step on ``batch``."""
+    from generative_recommenders.training.inputs import encoder_inputs
+
+    inputs = encoder_inputs(batch.to(device), write_target_id=True)
+    optimizer.zero_grad(set_to_none=True)
+    total, _, _ = model(inputs)
+    total.backward()
+    optimizer.step()
+    float(total.item())
+
+
+def run_train_setting(
+    setting: str, data_dir: str, device: torch.device, steps: int, quick: bool
+) -> dict:
+    """Median step (forward, backward, optimizer) and full-evaluation time of one setting."""
+    tune_allocator()
+    dataset = TRAIN_SETTINGS[setting][1]
+    config = _configure(setting, dataset, quick)
+    built, model, optimizer = _build(config, data_dir, dataset, device)
+    batches = _first_batches(built.data.train.loader, steps + 2)
     times, flops = [], []
     for i, batch in enumerate(batches):
         _sync(device)
         start = time.perf_counter()
-        step(batch)
+        _train_step(model, optimizer, batch, device)
         _sync(device)
         if i >= 2 or len(batches) <= 2:  # two warm-up steps
             times.append(time.perf_counter() - start)
@@ -167,6 +204,88 @@ def run_train_setting(
         result["eval_users"] = int(metrics["num_users"])
     result["peak_mem_gib"] = peak_mem_gib(device)
     return result
+
+
+def _rss_gib() -> float:
+    """This process's resident set size now (GiB; the high-water mark where /proc is missing)."""
+    try:
+        pages = int(pathlib.Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return peak_mem_gib(torch.device("cpu"))
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's RSS high-water mark to its current RSS (Linux >= 4.0); True if done."""
+    try:
+        pathlib.Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def memory_baseline_gib(device: torch.device) -> float:
+    """Memory in use now (GiB), after resetting the peak that :func:`peak_mem_gib` reads.
+
+    CUDA: allocated bytes after ``reset_peak_memory_stats``. CPU: RSS after resetting the
+    high-water mark; where that cannot be reset the peak stays the whole process's (one process
+    per measurement keeps it honest).
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**30
+    _reset_peak_rss()
+    return _rss_gib()
+
+
+# setting of the memory demonstration; distribution -> history lengths [lo, hi) in events,
+# (full sizes: max length 200, quick sizes: max length 20).
+MEMORY_SETTING = "ml-1m/hstu-large"
+MEMORY_DISTRIBUTIONS = {"short": ((10, 41), (4, 9)), "long": ((180, 261), (18, 27))}
+MEMORY_NUM_ITEMS = (3706, 300)  # ML-1M's catalogue (full, quick)
+
+
+def run_memory_point(distribution: str, device: torch.device, steps: int, quick: bool) -> dict:
+    """Training-memory increment of :data:`MEMORY_SETTING` on one synthetic length distribution.
+
+    Writes a store whose history lengths follow ``distribution`` (same catalogue, batch and max
+    length for every distribution), takes the memory baseline once the model, optimizer and
+    batches exist, then runs 1 warm-up + ``steps`` training steps and reads the peak (GiB).
+    """
+    tune_allocator()
+    length_range = MEMORY_DISTRIBUTIONS[distribution][int(quick)]
+    num_items = MEMORY_NUM_ITEMS[int(quick)]
+    dataset = f"synthetic-memory-{distribution}"
+    config = _configure(MEMORY_SETTING, dataset, quick)
+    # Enough users for every step's batch, and enough events for every item to occur.
+    num_users = max(config.local_batch_size * (steps + 1), -(-num_items // length_range[0]))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_synthetic_store(
+            pathlib.Path(tmp), dataset, num_users, num_items, sum(length_range) // 2,
+            length_range=length_range,
+        )  # fmt: skip
+        built, model, optimizer = _build(config, tmp, dataset, device)
+        batches = _first_batches(built.data.train.loader, steps + 1)
+        baseline = memory_baseline_gib(device)
+        for batch in batches:
+            _train_step(model, optimizer, batch, device)
+        _sync(device)
+        peak = peak_mem_gib(device)
+    events = statistics.mean(float(b.lengths.sum()) for b in batches)
+    increment = max(0.0, peak - baseline)
+    return {
+        "setting": MEMORY_SETTING,
+        "distribution": distribution,
+        "history_lengths": [length_range[0], length_range[1] - 1],
+        "valid_events_per_batch": events,
+        "batch_x_max_length": batches[0].batch_size * batches[0].max_length,
+        "baseline_gib": baseline,
+        "peak_gib": peak,
+        "increment_gib": increment,
+        "increment_mib_per_1k_events": increment * 1024.0 / (events / 1000.0),
+    }
 
 
 def run_retrieval(

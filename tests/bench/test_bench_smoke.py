@@ -25,7 +25,31 @@ def test_quick_bench_prints_the_table_and_writes_the_schema(tmp_path, capsys):
     assert {r["num_items"] for r in report["eval"]} >= {300, 5000}
     assert all(r["users_per_s"] > 0 for r in report["eval"])
     assert report["data"]["windows_per_s"] > 0 and report["data"]["preprocess_rows_per_s"] > 0
-    assert "| ml-1m/hstu |" in capsys.readouterr().out
+    assert report["quick"] is True
+    assert [r["distribution"] for r in report["memory"]] == ["short", "long"]
+    for r in report["memory"]:
+        assert r["setting"] == "ml-1m/hstu-large"
+        assert r["batch_x_max_length"] == 8 * 20  # the quick batch and max length
+        for key in ("valid_events_per_batch", "baseline_gib", "peak_gib"):
+            assert isinstance(r[key], float) and r[key] > 0, key
+        assert r["increment_gib"] == pytest.approx(r["peak_gib"] - r["baseline_gib"])
+        # The first steps always allocate (autograd, optimizer state), so the increment is > 0.
+        assert r["increment_gib"] > 0 and r["increment_mib_per_1k_events"] > 0
+    short, long = report["memory"]
+    assert short["valid_events_per_batch"] < long["valid_events_per_batch"] <= 8 * 20
+    out_text = capsys.readouterr().out
+    assert "| ml-1m/hstu |" in out_text and "| ml-1m/hstu-large, long |" in out_text
+
+
+def test_bench_parts_select_what_runs(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--quick", "--parts", "memory", "--memory_steps", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["train"] == [] and report["eval"] == [] and report["data"] == {}
+    assert len(report["memory"]) == 2
+    assert "| memory |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--quick", "--parts", "memory,nope", "--out", str(out)])
 
 
 def test_useful_flops_count_valid_tokens_and_half_the_attention_square():
