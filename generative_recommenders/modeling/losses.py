@@ -139,7 +139,7 @@ class _SampledLoss(nn.Module):
                 torch.div(rows, seq_len, rounding_mode="floor"),
                 supervision_ids.shape[0],
             )  # [G, R], [L]
-        negative_ids = negatives_sampler.candidate_ids()[slots]  # [L, R] (or [G, R] if shared)
+        negative_ids = _lookup_ids(negatives_sampler.candidate_ids(), slots)  # [L, R] (or [G, R])
         if self.fused and isinstance(similarity_module, DotProductSimilarity):
             if groups is None:
                 logits = _independent_dot_logits(queries, positives, negatives_sampler, slots)
@@ -180,6 +180,11 @@ class _SampledLoss(nn.Module):
             for name, value in aux.items():
                 aux_total[name] = aux_total.get(name, 0.0) + value * share
         return total / weights.sum(), aux_total
+
+
+def _lookup_ids(ids: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """ids [U], slots [*, R] int64 -> ids[slots] (index_select: advanced indexing is slower)."""
+    return ids.index_select(0, slots.reshape(-1)).view(slots.shape)
 
 
 def _independent_dot_logits(

@@ -1,11 +1,14 @@
 """Dropout with a cheaper random mask on CPU.
 
 ``torch.bernoulli_`` (behind ``nn.Dropout``) draws one Mersenne-Twister number per element; on a
-2-core CPU it was a fifth of SASRec's step. Here one 64-bit draw yields three 16-bit uniforms, so
-an element is kept when its 16-bit number is at or above ``round(p * 65536)``: the drop probability
-is ``p`` rounded to a multiple of 2^-16 (0.2 -> 0.199997), and kept values are scaled by the exact
-``1 / (1 - p_effective)`` so the expectation is preserved. On CUDA, and for p in {0, 1}, it defers
-to ``torch.nn.functional.dropout``.
+2-core CPU it was a fifth of SASRec's step. Here one full-range 64-bit draw yields four 16-bit
+uniforms, so an element is dropped when its 16-bit number is below ``round(p * 65536)``: the drop
+probability is ``p`` rounded to a multiple of 2^-16 (0.2 -> 0.199997), and kept values are scaled
+by the exact ``1 / (1 - p_effective)`` so the expectation is preserved. The mask is built once as a
+float multiplier (0 or the scale) and applied with a plain multiply in forward and backward: a
+float x bool multiply casts the mask first and ``masked_fill_`` is ~10x slower than ``mul`` on CPU
+(measured on [16, 200, 200]: 0.14 ms vs 0.8 ms). On CUDA, and for p in {0, 1}, it defers to
+``torch.nn.functional.dropout``.
 """
 
 from __future__ import annotations
@@ -17,31 +20,33 @@ from torch import nn
 _LEVELS = 1 << 16
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
-    """(bool mask of ``shape``, True with probability 1 - p_eff; the scale 1 / (1 - p_eff))."""
+def keep_scale(
+    shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The dropout multiplier of ``shape``: 0 with probability p_eff, else 1 / (1 - p_eff)."""
     threshold = round(p * _LEVELS)
     numel = 1
     for size in shape:
         numel *= size
-    draws = torch.empty((numel + 2) // 3, dtype=torch.int64, device=device).random_()
-    # int64 random_ fills [0, 2^63): the top 16 bits are not uniform, the lower three words are.
-    words = draws.view(torch.int16).view(-1, 4)[:, :3]
-    keep = words >= threshold - (_LEVELS >> 1)  # signed int16: P(word >= t - 2^15) = 1 - t / 2^16
-    mask = keep.reshape(-1)[:numel].view(shape)
-    return mask, _LEVELS / (_LEVELS - threshold)
+    draws = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
+    draws.random_(-(2**63), None)  # all 64 bits uniform: four uniform 16-bit words per draw
+    words = draws.view(torch.int16)[:numel].to(dtype)  # uniform integers in [-2^15, 2^15)
+    # kept iff word >= t - 2^15 (probability 1 - t / 2^16): word - (t - 2^15 - 1) is >= 1 then
+    # and <= 0 otherwise, so clamping to [0, 1] gives the 0/1 mask in place.
+    cut = threshold - (_LEVELS >> 1) - 1
+    return words.sub_(cut).clamp_(0.0, 1.0).mul_(_LEVELS / (_LEVELS - threshold)).view(shape)
 
 
-class _MaskedScale(torch.autograd.Function):
+class _Scale(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, mask, scale: float):  # noqa: ANN001 (autograd signature)
-        ctx.save_for_backward(mask)
-        ctx.scale = scale
-        return torch.mul(x, mask).mul_(scale)
+    def forward(ctx, x, multiplier):  # noqa: ANN001 (autograd signature)
+        ctx.save_for_backward(multiplier)
+        return x * multiplier
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
-        (mask,) = ctx.saved_tensors
-        return torch.mul(grad, mask).mul_(ctx.scale), None, None
+        (multiplier,) = ctx.saved_tensors
+        return grad * multiplier, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -50,8 +55,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0 or round(p * _LEVELS) == 0:
         return F.dropout(x, p, training)
-    mask, scale = keep_mask(x.shape, p, x.device)
-    return _MaskedScale.apply(x, mask, scale)
+    return _Scale.apply(x, keep_scale(x.shape, p, x.device, x.dtype))
 
 
 class Dropout(nn.Dropout):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from generative_recommenders.ops.dropout import Dropout, dropout, keep_mask
+from generative_recommenders.ops.dropout import Dropout, dropout, keep_scale
 
 
 def test_drop_rate_and_scale_preserve_the_expectation():
@@ -30,10 +30,10 @@ def test_gradient_is_the_mask_times_the_scale():
 
 def test_masks_differ_between_calls_and_follow_the_seed():
     torch.manual_seed(2)
-    a, _ = keep_mask(torch.Size([64, 33]), 0.5, torch.device("cpu"))
-    b, _ = keep_mask(torch.Size([64, 33]), 0.5, torch.device("cpu"))
+    a = keep_scale(torch.Size([64, 33]), 0.5, torch.device("cpu"))
+    b = keep_scale(torch.Size([64, 33]), 0.5, torch.device("cpu"))
     torch.manual_seed(2)
-    c, _ = keep_mask(torch.Size([64, 33]), 0.5, torch.device("cpu"))
+    c = keep_scale(torch.Size([64, 33]), 0.5, torch.device("cpu"))
     assert a.shape == (64, 33) and not torch.equal(a, b) and torch.equal(a, c)
 
 
@@ -43,3 +43,14 @@ def test_eval_mode_zero_and_one_pass_through_like_torch():
     assert torch.equal(module(x), x)
     assert torch.equal(dropout(x, 0.0, training=True), x)
     assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+
+
+def test_every_word_of_a_draw_drops_at_the_rate():
+    """Each of the four 16-bit words of a 64-bit draw (positions i % 4) is uniform: a biased
+    word (e.g. a sign bit that is always 0) would drop at 0 or 2p at its positions."""
+    torch.manual_seed(3)
+    multiplier = keep_scale(torch.Size([400_000]), 0.3, torch.device("cpu"))
+    values = multiplier.unique()
+    torch.testing.assert_close(values, torch.tensor([0.0, 65536 / (65536 - 19661)]))
+    rates = (multiplier == 0).view(-1, 4).float().mean(0)
+    assert torch.all((rates - 0.3).abs() < 0.006), rates

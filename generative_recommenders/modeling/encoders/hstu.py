@@ -401,7 +401,7 @@ class HSTU(SequentialEncoder):
     def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
         """Every group's padded input [b, w, D] through ``blocks`` (block-major, so each block's
         bias table is built once) -> the groups' outputs."""
-        hs = [plan.x[g.start : g.end, : g.width] for g in plan.groups]
+        hs = [plan.x[g.start : g.end, : g.width].contiguous() for g in plan.groups]
         for block in blocks:
             table = block.bias_table(masked=True) if self.enable_relative_attention_bias else None
             hs = [

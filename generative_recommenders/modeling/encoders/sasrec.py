@@ -169,7 +169,7 @@ class SASRec(SequentialEncoder):
             rows = order[start : start + self.attention_group_size]
             width = max(int(host_lengths[rows[0]]), 1)
             rows = rows.to(x.device)
-            h = x.index_select(0, rows)[:, :width]
+            h = x.index_select(0, rows)[:, :width].contiguous()
             mask = valid_mask.index_select(0, rows)[:, :width]
             h = self._run_blocks(h, mask)
             outputs.append(F.pad(h, (0, 0, 0, n - width)))
