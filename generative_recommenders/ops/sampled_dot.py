@@ -8,9 +8,14 @@ of two exact strategies is used per call:
 
 - **dense** (small tables, ``U <= DENSE_TABLE_FACTOR * R``): score the chunk against the whole table
   with one GEMM ``[c, D] x [D, U]`` and gather the ``R`` wanted columns; backward scatters the
-  gradient into a ``[c, U]`` matrix and runs two GEMMs. More FLOPs, but all in matrix kernels.
-- **sparse**: gather ``[c, R, D]`` rows with ``F.embedding`` and ``bmm``; backward recomputes the
-  gather and accumulates the table gradient with ``index_add_``.
+  gradient into a ``[c, U]`` matrix for one GEMM giving the table's gradient. More FLOPs, but all
+  in matrix kernels.
+- **sparse**: gather ``[c, R, D]`` rows with ``F.embedding`` and ``bmm``; backward accumulates the
+  table gradient with ``index_add_``.
+
+Either way the queries' gradient ``sum_r grad[l, r] table[slots[l, r]]`` is one
+``F.embedding_bag(slots, table, per_sample_weights=grad, mode="sum")``: fixed-size bags with
+weights, a kernel made for exactly this (2.3 ms for ML-1M's step vs ~8 ms as a GEMM).
 
 Both keep at most ``CHUNK_ELEMENTS`` floats of temporaries; the result and gradients equal the
 plain formula (:func:`sampled_dot_logits_reference`) up to float rounding (tested). On CPU the
@@ -99,53 +104,48 @@ class _SampledDotLogits(torch.autograd.Function):
         dense = ctx.dense
         grad_out = grad_out.contiguous()
         need_q, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_q = torch.empty_like(queries) if need_q else None
+        grad_q = None
+        if need_q:
+            grad_q = F.embedding_bag(slots, table, per_sample_weights=grad_out, mode="sum")
         grad_table = torch.zeros_like(table) if need_table else None
         num_rows, num_samples = slots.shape
         width = table.shape[0] if dense else num_samples * table.shape[1]
         step = _chunk_rows(width)
+        if grad_table is None:
+            return grad_q, None, None, None
         if dense:  # all zeros; after each chunk only the scattered entries are reset
             scratch = _WORKSPACE.get("zeros", min(step, num_rows), table.shape[0], grad_out)
             try:
-                _dense_backward(queries, table, slots, grad_out, scratch, step, grad_q, grad_table)
+                _dense_table_grad(queries, slots, grad_out, scratch, step, grad_table)
             except BaseException:
                 _WORKSPACE.discard("zeros", grad_out)
                 raise
             return grad_q, grad_table, None, None
         for start in range(0, num_rows, step):
             end = min(start + step, num_rows)
-            g = grad_out[start:end]
-            s = slots[start:end]
-            if need_q:
-                rows = F.embedding(s, table)  # [c, R, D]
-                grad_q[start:end] = torch.bmm(g.unsqueeze(1), rows).squeeze(1)
-            if need_table:
-                outer = g.unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
-                grad_table.index_add_(0, s.reshape(-1), outer.reshape(-1, table.shape[1]))
+            outer = grad_out[start:end].unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
+            grad_table.index_add_(
+                0, slots[start:end].reshape(-1), outer.reshape(-1, table.shape[1])
+            )
         return grad_q, grad_table, None, None
 
 
-def _dense_backward(
+def _dense_table_grad(
     queries: torch.Tensor,
-    table: torch.Tensor,
     slots: torch.Tensor,
     grad_out: torch.Tensor,
     scratch: torch.Tensor,
     step: int,
-    grad_q: torch.Tensor | None,
-    grad_table: torch.Tensor | None,
+    grad_table: torch.Tensor,
 ) -> None:
-    """Dense-strategy backward, chunk by chunk through the all-zero ``scratch`` [c, U]: writes
-    grad_q [L, D] and accumulates grad_table [U, D] (either may be None)."""
+    """Dense-strategy table gradient, chunk by chunk through the all-zero ``scratch`` [c, U]:
+    accumulates ``scattered^T @ queries`` into grad_table [U, D]."""
     num_rows = slots.shape[0]
     for start in range(0, num_rows, step):
         end = min(start + step, num_rows)
         s = slots[start:end]
         scattered = scratch[: end - start].scatter_add_(1, s, grad_out[start:end])
-        if grad_q is not None:
-            torch.mm(scattered, table, out=grad_q[start:end])
-        if grad_table is not None:
-            grad_table.addmm_(scattered.t(), queries[start:end])
+        grad_table.addmm_(scattered.t(), queries[start:end])
         scattered.scatter_(1, s, 0.0)  # back to zeros for the next chunk
 
 
