@@ -62,13 +62,16 @@ class _SiluAttention(torch.autograd.Function):
         b, nq, _ = q.shape
         qh, kh = _heads(q, num_heads), _heads(k, num_heads)  # [bH, Nq, e], [bH, Nk, e]
         vh = _heads(v, num_heads) * (1.0 / normalizer)  # [bH, Nk, dv]
-        bias = table.take(index)  # [b, Nq, Nk]
+        bias = table.index_select(0, index.view(-1)).view(index.shape)  # [b, Nq, Nk]; > take
         if num_heads == 1:
             scores = bias.baddbmm_(qh, kh.transpose(1, 2))
         else:
             scores = torch.bmm(qh, kh.transpose(1, 2)).view(b, num_heads, nq, -1)
             scores = scores.add_(bias.unsqueeze(1)).view(b * num_heads, nq, -1)
-        weights = F.silu(scores)  # [bH, Nq, Nk]
+        if isinstance(ctx, _NoContext):  # nothing is kept for backward: in place
+            weights = F.silu(scores, inplace=True)
+        else:
+            weights = F.silu(scores)  # [bH, Nq, Nk]
         out = torch.bmm(weights, vh)  # [bH, Nq, dv]
         ctx.save_for_backward(qh, kh, vh, index, scores, weights)
         ctx.shape = (b, num_heads, table.shape[0], normalizer)
