@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/quality_ml100k.py --protocol test --seeds 42,1,2
     .venv/bin/python benchmarks/quality_ml100k.py --protocol test --epochs 101 --seeds 42
     .venv/bin/python benchmarks/quality_ml100k.py --protocol valid --seeds 42
+    .venv/bin/python benchmarks/quality_ml100k.py --settings HSTU \
+        --bindings 'train_fn.negatives_sharing = "batch"'
 
 Each run is ``main.py`` with the paper's gin file, ``train_fn.dataset_name="ml-100k"`` and the
-seed; ``--protocol valid`` adds the validation split with early stopping. The script prints a
+seed; ``--protocol valid`` adds the validation split with early stopping; ``--bindings`` adds
+gin bindings to every run (they also name the runs' folders). The script prints a
 markdown table of the final metrics (mean over seeds, and each run) with wall times, and writes
 it to ``--out``.
 """
@@ -30,10 +33,17 @@ METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr")
 
 
 def run_one(
-    setting: str, seed: int, epochs: int, protocol: str, root: pathlib.Path, workers: int
+    setting: str,
+    seed: int,
+    epochs: int,
+    protocol: str,
+    root: pathlib.Path,
+    workers: int,
+    extra_bindings: tuple[str, ...] = (),
 ) -> tuple[dict, float]:
     gin_file, _ = SETTINGS[setting]
-    exp_dir = root / f"{setting}-s{seed}-e{epochs}-{protocol}"
+    tag = "".join(f"-{_slug(b)}" for b in extra_bindings)
+    exp_dir = root / f"{setting}-s{seed}-e{epochs}-{protocol}{tag}"
     bindings = [
         'train_fn.dataset_name = "ml-100k"',
         f"train_fn.num_epochs = {epochs}",
@@ -42,6 +52,7 @@ def run_one(
     ]
     if protocol == "valid":
         bindings += ['train_fn.eval_split = "valid"', "train_fn.early_stopping_patience = 20"]
+    bindings += list(extra_bindings)
     command = [
         sys.executable,
         str(REPO / "main.py"),
@@ -58,6 +69,11 @@ def run_one(
     return json.loads(metrics_file.read_text()), seconds
 
 
+def _slug(binding: str) -> str:
+    """A folder-name-safe form of a gin binding."""
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in binding.replace(" ", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=("test", "valid"), default="test")
@@ -67,10 +83,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="data-loader workers")
     parser.add_argument("--root", default="/tmp/gr-quality")
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument(
+        "--bindings", action="append", default=[], help="extra gin binding for every run"
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [
-        f"protocol `{args.protocol}`, seeds {args.seeds}",
+        f"protocol `{args.protocol}`, seeds {args.seeds}"
+        + "".join(f", `{b}`" for b in args.bindings),
         "",
         "| setting | epochs | run | " + " | ".join(METRICS) + " | wall time |",
         "|---|---|---|" + "---|" * len(METRICS) + "---|",
@@ -80,8 +100,9 @@ def main() -> None:
         runs = []
         for seed in seeds:
             result, seconds = run_one(
-                setting, seed, epochs, args.protocol, pathlib.Path(args.root), args.workers
-            )
+                setting, seed, epochs, args.protocol, pathlib.Path(args.root), args.workers,
+                tuple(args.bindings),
+            )  # fmt: skip
             runs.append((seed, result, seconds))
             cells = " | ".join(f"{result['test'][m]:.4f}" for m in METRICS)
             extra = f" (best epoch {result['best_epoch']})" if args.protocol == "valid" else ""

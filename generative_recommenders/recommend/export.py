@@ -21,8 +21,9 @@ How the trace stays valid for every input: the encoders are causal, so the state
 full width ``N + 1`` (a constant, so nothing the encoder derives from lengths on the host, e.g.
 HSTU's length groups, varies between calls) and picks each row's state at ``length - 1`` with
 tensor ops. While tracing, the jagged ops take their pure-PyTorch twins (fbgemm operators would
-tie the program to fbgemm_gpu) and the relative bias's table lookup its plain ``take`` (a custom
-autograd function cannot be serialised; the two are equal in the forward pass). The traced program
+tie the program to fbgemm_gpu), and the autograd functions (bias lookup, SiLU attention) run as
+the plain tensor ops they are without autograd (a custom autograd function cannot be serialised;
+the two are equal in the forward pass). The traced program
 is checked against the eager encoder on a second batch with other lengths before anything is
 written.
 """
@@ -82,8 +83,9 @@ class QueryEncoder(nn.Module):
 
 @contextmanager
 def _traceable_ops() -> Iterator[None]:
-    """Plain ATen versions of the jagged ops while tracing (the bias lookup is plain under
-    ``no_grad`` already), and no tracer warnings for host values that are constants here."""
+    """Plain ATen versions of the jagged ops while tracing (the bias lookup and the SiLU
+    attention are plain under ``no_grad`` already), and no tracer warnings for host values that
+    are constants here."""
     with jagged.reference_ops(), warnings.catch_warnings():
         # Host values the encoder reads are constants here (full-width rows, fixed batch);
         # the result is checked against the eager model anyway.

@@ -1,6 +1,6 @@
 """HSTU (Zhai et al., "Actions Speak Louder than Words", arXiv 2402.17152).
 
-Each block (Sequential Transduction Unit) on jagged rows x [T, D] (T = sum of lengths):
+Each block (Sequential Transduction Unit) on rows x [*, D]:
 
     U, V, Q, K = split(phi1(LayerNorm(x) @ W_uvqk))          phi1 = SiLU | identity
     A = phi2(Q K^T + rab) masked causally                   "rel_bias": SiLU(.) / n
@@ -284,7 +284,7 @@ class HSTUCache:
 
 
 class HSTU(SequentialEncoder):
-    """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on jagged rows -> postprocessor."""
+    """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on length groups -> postprocessor."""
 
     def __init__(
         self,
