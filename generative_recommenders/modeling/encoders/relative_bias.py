@@ -114,11 +114,16 @@ def pack_bias_index(
     """(position index [B | 1, Nq, Nk], time bucket [B, Nq, Nk]) -> :class:`PackedBiasIndex`;
     with ``allowed`` [B | 1, Nq, Nk] bool, the forbidden pairs point at the mask slot."""
     num_positions = 2 * max_positions - 1
-    index = time_bucket * num_positions + position_index
+    index = time_bucket * num_positions
     if allowed is None:
-        return PackedBiasIndex(index)
+        return PackedBiasIndex(index.add_(position_index))
+    # Forbidden pairs get the mask slot as their position part ([1, Nq, Nk] for the encoder's
+    # causal mask: cheap), so their sum is >= the slot and one clamp maps them onto it; allowed
+    # sums stay below it (at most (num_buckets + 1) * num_positions - 1). No pass of the slow
+    # masked_fill_ over [B, Nq, Nk].
     mask_slot = (num_buckets + 1) * num_positions
-    return PackedBiasIndex(index.masked_fill_(~allowed, mask_slot), masked=True)
+    positions = torch.where(allowed, position_index, mask_slot)
+    return PackedBiasIndex(index.add_(positions).clamp_(max=mask_slot), masked=True)
 
 
 class RelativeBucketedTimeAndPositionBias(nn.Module):
