@@ -33,6 +33,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--memory_steps", type=int, default=3, help="memory part: measured steps (+1 warm-up)"
     )
+    p.add_argument(
+        "--gin_bindings",
+        action="append",
+        default=[],
+        help="extra gin binding for the training settings (repeatable), e.g. "
+        "'train_fn.negatives_sharing = \"batch\"'",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -54,7 +61,7 @@ def _child(args: argparse.Namespace) -> None:
         result = measure.run_memory_point(distribution, device, args.memory_steps, args.quick)
     else:
         result = measure.run_train_setting(
-            args.child, args.data_dir, device, args.steps, args.quick
+            args.child, args.data_dir, device, args.steps, args.quick, tuple(args.gin_bindings)
         )
     pathlib.Path(args.child_out).write_text(json.dumps(result))
 
@@ -67,6 +74,7 @@ def _in_child(args: argparse.Namespace, what: str, data_dir: str):
             "--child_out", str(out), "--data_dir", data_dir, "--device", args.device,
             "--steps", str(args.steps), "--memory_steps", str(args.memory_steps),
         ] + (["--quick"] if args.quick else [])  # fmt: skip
+        cmd += [f"--gin_bindings={binding}" for binding in args.gin_bindings]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
 
@@ -163,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "date": datetime.date.today().isoformat(),
         "quick": bool(args.quick),
+        "gin_bindings": list(args.gin_bindings),
     }
     print(format_table(report))
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

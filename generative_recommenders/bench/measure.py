@@ -112,15 +112,16 @@ def write_synthetic_store(
     )
 
 
-def _configure(setting: str, dataset: str, quick: bool):
-    """Parse the setting's gin file for ``dataset`` (one process, no loader workers)."""
+def _configure(setting: str, dataset: str, quick: bool, extra_bindings: tuple[str, ...] = ()):
+    """Parse the setting's gin file for ``dataset`` (one process, no loader workers) and the
+    caller's extra bindings (applied last)."""
     from generative_recommenders.config.registry import parse_gin
     from generative_recommenders.config.train import train_fn
 
     bindings = [f'train_fn.dataset_name = "{dataset}"', "create_data_loader.num_workers = 0"]
     if quick:
         bindings += list(QUICK_BINDINGS)
-    parse_gin([str(REPO / TRAIN_SETTINGS[setting][0])], bindings)
+    parse_gin([str(REPO / TRAIN_SETTINGS[setting][0])], bindings + list(extra_bindings))
     return train_fn()
 
 
@@ -161,12 +162,17 @@ def _train_step(model, optimizer, batch, device: torch.device) -> None:
 
 
 def run_train_setting(
-    setting: str, data_dir: str, device: torch.device, steps: int, quick: bool
+    setting: str,
+    data_dir: str,
+    device: torch.device,
+    steps: int,
+    quick: bool,
+    extra_bindings: tuple[str, ...] = (),
 ) -> dict:
     """Median step (forward, backward, optimizer) and full-evaluation time of one setting."""
     tune_allocator()
     dataset = TRAIN_SETTINGS[setting][1]
-    config = _configure(setting, dataset, quick)
+    config = _configure(setting, dataset, quick, extra_bindings)
     built, model, optimizer = _build(config, data_dir, dataset, device)
     batches = _first_batches(built.data.train.loader, steps + 2)
     times, flops = [], []

@@ -62,3 +62,15 @@ def test_useful_flops_count_valid_tokens_and_half_the_attention_square():
     assert train_step_flops(hstu, [2, 3], 4, d) < train_step_flops(hstu, [5], 4, d)
     sasrec = build_sasrec()
     assert train_step_flops(sasrec, [4, 0], 4, 8) == train_step_flops(sasrec, [4], 4, 8)
+
+
+def test_gin_bindings_reach_the_training_settings(tmp_path):
+    """--gin_bindings is applied in the setting's child: fewer negatives, fewer useful FLOPs."""
+    flops = []
+    for extra in ([], ["--gin_bindings", "train_fn.num_negatives = 2"]):
+        out = tmp_path / "bench.json"
+        argv = ["--quick", "--steps", "1", "--settings", "ml-1m/sasrec", "--parts", "train"]
+        report = main([*argv, *extra, "--out", str(out)])
+        assert report["gin_bindings"] == extra[1:]
+        flops.append(report["train"][0]["useful_gflops"])
+    assert flops[1] < flops[0]
