@@ -4,7 +4,7 @@
 "step_ms", "sequences_per_s", "useful_gflops", "mfu", "peak_mem_gib", ...}], "eval": [{"setting",
 "num_items", "users_per_s", ...}], "data": {...}, "memory": [{"setting", "distribution",
 "history_lengths", "valid_events_per_batch", "batch_x_max_length", "baseline_gib", "peak_gib",
-"increment_gib", "increment_mib_per_1k_events"}], "date", "quick"}``. A part left out with
+"increment_gib", "increment_mib_per_1k_events"}], "date", "quick", "gin_bindings"}``. A part left out with
 ``--parts`` is an empty list (``data``: an empty dict) and prints nothing.
 """
 

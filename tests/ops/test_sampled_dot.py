@@ -23,6 +23,11 @@ def test_values_and_gradients_equal_the_plain_formula(dense, chunk_elements, mon
     slots = torch.randint(0, 9, (11, 6), generator=gen)
     slots[0] = 3  # repeated slots in a row must accumulate gradients
     upstream = torch.randn(11, 6, generator=gen, dtype=torch.float64)
+    _assert_equal_to_plain(queries, table, slots, upstream, dense)
+
+
+def _assert_equal_to_plain(queries, table, slots, upstream, dense=None) -> None:
+    """Values and both gradients of ``sampled_dot_logits`` equal the plain formula's."""
     results = []
     for fn in (sampled_dot_logits_reference, lambda q, t, s: sampled_dot_logits(q, t, s, dense)):
         q = queries.clone().requires_grad_(True)
@@ -63,12 +68,4 @@ def test_reused_workspace_stays_correct_across_calls_of_other_sizes():
         table = torch.randn(items, 4, generator=gen, dtype=torch.float64)
         slots = torch.randint(0, items, (rows, 5), generator=gen)
         upstream = torch.randn(rows, 5, generator=gen, dtype=torch.float64)
-        results = []
-        for fn in (sampled_dot_logits_reference, sampled_dot_logits):
-            q = queries.clone().requires_grad_(True)
-            t = table.clone().requires_grad_(True)
-            out = fn(q, t, slots)
-            (out * upstream).sum().backward()
-            results.append((out.detach(), q.grad, t.grad))
-        for plain, fast in zip(*results, strict=True):
-            torch.testing.assert_close(fast, plain)
+        _assert_equal_to_plain(queries, table, slots, upstream, dense=True)
