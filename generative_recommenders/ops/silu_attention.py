@@ -9,13 +9,14 @@ point at :data:`MASK_BIAS`, a bias so negative that SiLU of the score is exactly
 and fp16 and so is its derivative. So there is no separate mask tensor and no multiply pass
 over the [b, H, N, N] scores, ``1 / n`` scales the small [b, N, dv] operands instead of the
 square, the bias is gathered straight into the buffer the first matmul accumulates into, and
-backward keeps exactly two [b, H, N, N] tensors (scores and weights) alive, reusing the first
-for its own temporaries. The plain formula it equals (tested, values and gradients) is
-:func:`silu_attention_reference`.
+only two [b, H, N, N] tensors are saved for backward (scores and weights; autograd's chain of
+ops saved four), each freed as soon as backward has used it. The plain formula it equals
+(tested, values and gradients) is :func:`silu_attention_reference`.
 
 Exactness of the mask: for a masked pair the score is ``<q, k> + MASK_BIAS``; as long as
-``|<q, k> + real bias| < 30,000`` (scores of a trained HSTU are O(10)), ``exp(-score)``
-overflows, the sigmoid is 0, and both SiLU and its derivative are exactly (signed) zero.
+``<q, k> + real bias < 30,000`` (scores of a trained HSTU are O(10)), the score is below -88 (or
+-11 in fp16), ``exp(-score)`` overflows, the sigmoid is 0, and both SiLU and its derivative are
+exactly (signed) zero.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class _SiluAttention(torch.autograd.Function):
         b, nq, _ = q.shape
         qh, kh = _heads(q, num_heads), _heads(k, num_heads)  # [bH, Nq, e], [bH, Nk, e]
         vh = _heads(v, num_heads) * (1.0 / normalizer)  # [bH, Nk, dv]
-        bias = table.index_select(0, index.view(-1)).view(index.shape)  # [b, Nq, Nk]; > take
+        bias = table.index_select(0, index.view(-1)).view(index.shape)  # [b, Nq, Nk]
         if num_heads == 1:
             scores = bias.baddbmm_(qh, kh.transpose(1, 2))
         else:
