@@ -10,7 +10,7 @@ and fp16 and so is its derivative. So there is no separate mask tensor and no mu
 over the [b, H, N, N] scores, ``1 / n`` scales the small [b, N, dv] operands instead of the
 square, the bias is gathered straight into the buffer the first matmul accumulates into, and
 only two [b, H, N, N] tensors are saved for backward (scores and weights; autograd's chain of
-ops saved four), each freed as soon as backward has used it. The plain formula it equals
+ops saved three), each freed as soon as backward has used it. The plain formula it equals
 (tested, values and gradients) is :func:`silu_attention_reference`.
 
 Exactness of the mask: for a masked pair the score is ``<q, k> + MASK_BIAS``; as long as
