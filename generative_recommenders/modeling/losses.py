@@ -141,13 +141,14 @@ class _SampledLoss(nn.Module):
             )  # [G, R], [L]
         negative_ids = _lookup_ids(negatives_sampler.candidate_ids(), slots)  # [L, R] (or [G, R])
         if self.fused and isinstance(similarity_module, DotProductSimilarity):
-            if groups is None:
-                logits = _independent_dot_logits(queries, positives, negatives_sampler, slots)
+            if groups is None:  # 1 / temperature on the [L, D] queries, not the [L, 1 + R] logits
+                scaled = queries * (1.0 / self._temperature)
+                logits = _independent_dot_logits(scaled, positives, negatives_sampler, slots)
             else:
                 negatives = negatives_sampler.make_lookup(slots.numel())(slots)  # [G, R, D]
                 logits = _shared_dot_logits(queries, positives, output_embeddings, rows, negatives)
                 negative_ids = negative_ids.index_select(0, groups)  # [L, R]
-            logits = logits / self._temperature  # [L, 1 + R]
+                logits = logits / self._temperature  # [L, 1 + R]
             hits = negative_ids == positive_ids.unsqueeze(1)  # [L, R]
             losses = self._row_losses(logits, hits)
             return (losses * weights).sum() / weights.sum(), {}
@@ -180,6 +181,19 @@ class _SampledLoss(nn.Module):
             for name, value in aux.items():
                 aux_total[name] = aux_total.get(name, 0.0) + value * share
         return total / weights.sum(), aux_total
+
+
+def _mask_hits(logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    """logits [c, 1 + R] with the negatives' columns at accidental hits (hits [c, R]) set to -inf.
+
+    On CPU, where ``masked_fill``/``where`` over [c, R] cost ~1 ns per element (and as much again
+    in backward), the few hits (about R / U of the draws) are written with one sparse
+    ``index_put``; elsewhere it is the dense ``masked_fill``. Either way a new tensor.
+    """
+    if logits.device.type != "cpu":
+        return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], dim=1)
+    rows, cols = hits.nonzero(as_tuple=True)
+    return logits.index_put((rows, cols + 1), logits.new_full((), float("-inf")))
 
 
 def _lookup_ids(ids: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -287,8 +301,7 @@ class SampledSoftmaxLoss(_SampledLoss):
         )
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
-        masked = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hits, float("-inf"))], dim=1)
-        return torch.logsumexp(masked, dim=1) - masked[:, 0]
+        return torch.logsumexp(_mask_hits(logits, hits), dim=1) - logits[:, 0]
 
     def debug_str(self) -> str:
         return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
