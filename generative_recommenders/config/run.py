@@ -24,6 +24,7 @@ from generative_recommenders.ops.allocator import tune_allocator
 from generative_recommenders.training import checkpoint as ckpt
 from generative_recommenders.training.distributed import (
     DistributedContext,
+    finish_distributed,
     init_distributed,
     is_distributed,
     set_cpu_threads,
@@ -80,7 +81,9 @@ def train_worker(context: DistributedContext, init_method: str, options: RunOpti
     config = load_config(options)
     init_distributed(context, init_method)
     try:
-        return _train(config, context, options)
+        result = _train(config, context, options)
+        finish_distributed()
+        return result
     finally:
         shutdown_distributed()
 

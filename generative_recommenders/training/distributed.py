@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -29,26 +30,68 @@ class DistributedContext:
         return "nccl" if self.device.type == "cuda" else "gloo"
 
 
+_STORE: dist.Store | None = None  # the rendezvous store this process created (tcp:// only)
+_LEFT_KEY = "generative_recommenders/ranks_left"
+
+
 def init_distributed(
     context: DistributedContext, init_method: str, timeout_s: float = 300.0
 ) -> None:
-    """Join the process group (gloo on CPU, NCCL on CUDA). A no-op when world_size is 1."""
+    """Join the process group (gloo on CPU, NCCL on CUDA). A no-op when world_size is 1.
+
+    With ``tcp://host:port`` this process creates the rendezvous store itself (rank 0 hosts it),
+    so that :func:`finish_distributed` can keep it alive until every rank has left."""
+    global _STORE
     if context.device.type == "cuda":
         torch.cuda.set_device(context.device)
     if context.world_size == 1:
         return
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store = None
+    if init_method.startswith("tcp://"):
+        host, port = init_method[len("tcp://") :].rsplit(":", 1)
+        store = dist.TCPStore(
+            host.strip("[]"), int(port), context.world_size, context.rank == 0, timeout
+        )
     dist.init_process_group(
         backend=context.backend,
-        init_method=init_method,
+        init_method=None if store is not None else init_method,
+        store=store,
         rank=context.rank,
         world_size=context.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
+        timeout=timeout,
     )
+    _STORE = store
+
+
+def finish_distributed(timeout_s: float = 60.0) -> None:
+    """The orderly end of a successful job: every rank meets at a barrier and leaves the process
+    group; ranks other than 0 then say so through the store, and rank 0, whose process hosts the
+    store, waits for all of them before it returns (and exits). Without this, rank 0 could exit
+    while another rank was still tearing down, and that rank died in its teardown."""
+    global _STORE
+    if not is_distributed():
+        return
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    dist.barrier()
+    dist.destroy_process_group()
+    store, _STORE = _STORE, None
+    if store is None:  # torchrun: its agent hosts the store and outlives the workers
+        return
+    if rank != 0:
+        store.add(_LEFT_KEY, 1)
+        return
+    deadline = time.monotonic() + timeout_s
+    while store.add(_LEFT_KEY, 0) < world_size - 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def shutdown_distributed() -> None:
+    """Leave the process group if still in it (any exit path; see :func:`finish_distributed`)."""
+    global _STORE
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _STORE = None
 
 
 def is_distributed() -> bool:
