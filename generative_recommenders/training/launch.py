@@ -4,6 +4,7 @@ ranks torchrun already started. Failures end the job with one line and a non-zer
 from __future__ import annotations
 
 import errno
+import faulthandler
 import logging
 import socket
 import sys
@@ -132,6 +133,8 @@ def _spawned_worker(
     local_rank: int, worker_fn: WorkerFn, topology: Topology, payload, results
 ) -> None:
     context = topology.context(local_rank)
+    # A worker that dies in native code (e.g. std::terminate) prints its Python stacks first.
+    faulthandler.enable()
     try:
         result = worker_fn(context, topology.init_method, payload)
         if context.rank == 0:
