@@ -34,12 +34,6 @@ def with_mask_slot(table: torch.Tensor) -> torch.Tensor:
     return torch.cat([table, table.new_full((1,), MASK_BIAS)])
 
 
-def masked_bias_index(index: torch.Tensor, allowed: torch.Tensor, mask_slot: int) -> torch.Tensor:
-    """index [b, Nq, Nk] int64, allowed [b | 1, Nq, Nk] bool -> index with disallowed pairs
-    pointing at ``mask_slot`` (the length of the table without the slot)."""
-    return torch.where(allowed, index, mask_slot)
-
-
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """[b, N, H e] -> [b H, N, e] (a view when H == 1)."""
     b, n, width = x.shape

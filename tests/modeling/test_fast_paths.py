@@ -101,33 +101,24 @@ def test_in_place_bucketing_equals_the_reference_formula():
 @pytest.mark.parametrize("normalization", ["rel_bias", "softmax_rel_bias"])
 def test_length_grouped_attention_equals_one_padded_group(normalization):
     """Users sorted by length, attention per group at its own width: same outputs and gradients."""
-    from tests.modeling.model_builders import build_hstu, random_batch, run
+    from tests.modeling.model_builders import build_hstu
 
-    lengths, ids, payloads = random_batch([3, 7, 0, 5, 1, 6], width=8, seed=5)
-    results = []
-    for group_size in (64, 2, 1):
-        torch.manual_seed(0)
-        model = build_hstu(normalization, attention_group_size=group_size)
-        out = run(model, lengths, ids, payloads)
-        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
-        (out * upstream).sum().backward()
-        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-        results.append((out.detach(), *grads))
-    for other in results[1:]:
-        for one_group, grouped in zip(results[0], other, strict=True):
-            torch.testing.assert_close(grouped, one_group)
+    results = _outputs_and_grads_per_group_size(
+        lambda size: build_hstu(normalization, attention_group_size=size), seed=5
+    )
     assert float(results[0][0].abs().sum()) > 0
 
 
-def test_sasrec_length_groups_equal_one_padded_batch():
-    from tests.modeling.model_builders import build_sasrec, random_batch, run
+def _outputs_and_grads_per_group_size(make_model, seed: int) -> list[tuple]:
+    """(output, *parameter gradients) of the same seeded model at group sizes 64, 2 and 1,
+    checked equal to the one-group run; returned for the caller's own checks."""
+    from tests.modeling.model_builders import random_batch, run
 
-    lengths, ids, payloads = random_batch([3, 7, 0, 5, 1, 6], width=8, seed=6)
+    lengths, ids, payloads = random_batch([3, 7, 0, 5, 1, 6], width=8, seed=seed)
     results = []
     for group_size in (64, 2, 1):
         torch.manual_seed(0)
-        model = build_sasrec()
-        model.attention_group_size = group_size
+        model = make_model(group_size)
         out = run(model, lengths, ids, payloads)
         upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
         (out * upstream).sum().backward()
@@ -136,6 +127,18 @@ def test_sasrec_length_groups_equal_one_padded_batch():
     for other in results[1:]:
         for one_group, grouped in zip(results[0], other, strict=True):
             torch.testing.assert_close(grouped, one_group)
+    return results
+
+
+def test_sasrec_length_groups_equal_one_padded_batch():
+    from tests.modeling.model_builders import build_sasrec
+
+    def make_model(group_size: int):
+        model = build_sasrec()
+        model.attention_group_size = group_size
+        return model
+
+    results = _outputs_and_grads_per_group_size(make_model, seed=6)
     assert float(results[0][0][1].abs().sum()) > 0
 
 

@@ -7,7 +7,6 @@ import torch
 
 from generative_recommenders.ops.scatter import scatter_add_flat
 from generative_recommenders.ops.silu_attention import (
-    masked_bias_index,
     silu_attention,
     silu_attention_reference,
     with_mask_slot,
@@ -24,7 +23,7 @@ def _inputs(heads: int, seed: int = 0, b: int = 3, n: int = 6, table_size: int =
     index[0, 1, 0] = index[-1, 2, 1] = 3  # repeated slots accumulate gradients
     allowed = torch.ones(n, n, dtype=torch.bool).tril().unsqueeze(0)
     upstream = torch.randn(b, n, heads * 3, generator=gen, dtype=torch.float64)
-    return q, k, v, table, masked_bias_index(index, allowed, table_size), upstream
+    return q, k, v, table, torch.where(allowed, index, table_size), upstream  # masked -> slot
 
 
 @pytest.mark.parametrize("heads", [1, 2])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -80,3 +83,45 @@ def gather_last(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     index = (lengths.to(torch.int64) - 1).clamp(min=0)
     picked = states[torch.arange(states.shape[0], device=states.device), index]
     return picked * (lengths > 0).unsqueeze(-1).to(picked.dtype)
+
+
+class LengthGroups(NamedTuple):
+    """Users sorted by length, longest first (stable), cut into attention groups.
+
+    order [B] int64 (host): sorted position -> batch row; lengths [B] (host): the sorted lengths;
+    bounds: (start, end, width) per group, width = the group's longest length (at least 1). A
+    valid position only attends to earlier, valid ones, so running each group padded to its own
+    width is exact, and the attention costs about sum(length^2) instead of B * N^2.
+    """
+
+    order: torch.Tensor
+    lengths: torch.Tensor
+    bounds: list[tuple[int, int, int]]
+
+
+def check_group_size(group_size: int) -> int:
+    """``attention_group_size`` as an int, or a ValueError when it is below 1."""
+    if group_size < 1:
+        raise ValueError(f"attention_group_size must be >= 1, got {group_size}")
+    return int(group_size)
+
+
+def length_groups(lengths: torch.Tensor, group_size: int) -> LengthGroups:
+    """lengths [B] (any device) -> :class:`LengthGroups` of at most ``group_size`` users."""
+    host_lengths = lengths.cpu()
+    order = torch.argsort(host_lengths, descending=True, stable=True)
+    sorted_lengths = host_lengths[order]
+    total = sorted_lengths.shape[0]
+    bounds = [
+        (start, min(start + group_size, total), max(int(sorted_lengths[start]), 1))
+        for start in range(0, total, group_size)
+    ]
+    return LengthGroups(order, sorted_lengths, bounds)
+
+
+def ungroup(outputs: list[torch.Tensor], order: torch.Tensor, width: int) -> torch.Tensor:
+    """The groups' outputs [b, w, D] (in sorted order) -> [B, width, D] in batch order (rows
+    past each group's w are zero)."""
+    padded = [F.pad(h, (0, 0, 0, width - h.shape[1])) for h in outputs]
+    grouped = torch.cat(padded) if len(padded) > 1 else padded[0]
+    return torch.empty_like(grouped).index_copy_(0, order.to(grouped.device), grouped)

@@ -30,7 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.modeling.encoders.base import (
+    SequentialEncoder,
+    check_group_size,
+    length_groups,
+    ungroup,
+)
 from generative_recommenders.modeling.encoders.relative_bias import (
     PackedBiasIndex,
     RelativeBucketedTimeAndPositionBias,
@@ -333,9 +338,7 @@ class HSTU(SequentialEncoder):
         self.enable_relative_attention_bias = enable_relative_attention_bias
         self.activation_checkpoint = activation_checkpoint
         self.verbose = verbose
-        if attention_group_size < 1:
-            raise ValueError(f"attention_group_size must be >= 1, got {attention_group_size}")
-        self.attention_group_size = int(attention_group_size)
+        self.attention_group_size = check_group_size(attention_group_size)
         self.tokens_per_event = int(getattr(input_features_preproc_module, "tokens_per_event", 1))
         self.max_positions = self.tokens_per_event * (max_sequence_len + max_output_len)
         self.blocks = nn.ModuleList(
@@ -391,11 +394,7 @@ class HSTU(SequentialEncoder):
             past_lengths, past_ids, past_embeddings, past_payloads
         )
         plan = self._plan(lengths, x, past_payloads, last_only=False)
-        hs = self._run_groups(self.blocks, plan)
-        n = x.shape[1]
-        padded = [F.pad(h, (0, 0, 0, n - h.shape[1])) for h in hs]
-        grouped = torch.cat(padded) if len(padded) > 1 else padded[0]  # [B, N, D], sorted
-        out = torch.empty_like(grouped).index_copy_(0, plan.order, grouped)
+        out = ungroup(self._run_groups(self.blocks, plan), plan.order, x.shape[1])
         return lengths, self.output_postproc(out) * valid_mask
 
     def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
@@ -446,23 +445,18 @@ class HSTU(SequentialEncoder):
     ) -> _Plan:
         """Sort users by length (descending), cut them into attention groups, and build each
         group's bias indices and mask (and, for ``last_only``, those of the last positions)."""
-        B = x.shape[0]
         device = x.device
         ts = self._token_timestamps(payloads) if self.enable_relative_attention_bias else None
-        host_lengths = lengths.cpu()
-        order = torch.argsort(host_lengths, descending=True, stable=True)
-        sorted_lengths = host_lengths[order]
-        order = order.to(device)
+        sorting = length_groups(lengths, self.attention_group_size)
+        order = sorting.order.to(device)
         ts_sorted = next_sorted = None
         if ts is not None:  # next times from the full width: index ``length`` is the query time
             ts_sorted = ts.index_select(0, order)
             next_sorted = next_timestamps(ts_sorted)
-        device_lengths = sorted_lengths.to(device)
+        device_lengths = sorting.lengths.to(device)
         groups, last_queries = [], []
         blocks_with_all_rows = len(self.blocks) - (1 if last_only else 0)
-        for start in range(0, B, self.attention_group_size):
-            end = min(start + self.attention_group_size, B)
-            width = max(int(sorted_lengths[start]), 1)
+        for start, end, width in sorting.bounds:
             group_ts = group_next = None
             if ts_sorted is not None:
                 group_ts = ts_sorted[start:end, :width]

@@ -7,7 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.modeling.encoders.base import (
+    SequentialEncoder,
+    check_group_size,
+    length_groups,
+    ungroup,
+)
 from generative_recommenders.ops.dropout import Dropout, dropout
 
 FFN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -138,9 +143,7 @@ class SASRec(SequentialEncoder):
         self.ffn_dropout_rate = ffn_dropout_rate
         self.activation_checkpoint = activation_checkpoint
         self.verbose = verbose
-        if attention_group_size < 1:
-            raise ValueError(f"attention_group_size must be >= 1, got {attention_group_size}")
-        self.attention_group_size = int(attention_group_size)
+        self.attention_group_size = check_group_size(attention_group_size)
         self.blocks = nn.ModuleList(
             SASRecBlock(
                 embedding_dim, num_heads, ffn_hidden_dim, ffn_activation_fn, ffn_dropout_rate
@@ -158,23 +161,16 @@ class SASRec(SequentialEncoder):
         lengths, x, valid_mask = self.input_preproc(
             past_lengths, past_ids, past_embeddings, past_payloads
         )
-        B, n, D = x.shape
-        # Users sorted by length and cut into groups, each run at its own longest length: a valid
-        # position only attends to earlier (valid) ones, so this is exact, and the quadratic
-        # attention costs about sum(length^2) instead of B * n^2.
-        host_lengths = past_lengths.cpu()
-        order = torch.argsort(host_lengths, descending=True, stable=True)
-        outputs = []
-        for start in range(0, B, self.attention_group_size):
-            rows = order[start : start + self.attention_group_size]
-            width = max(int(host_lengths[rows[0]]), 1)
-            rows = rows.to(x.device)
-            h = x.index_select(0, rows)[:, :width].contiguous()
-            mask = valid_mask.index_select(0, rows)[:, :width]
-            h = self._run_blocks(h, mask)
-            outputs.append(F.pad(h, (0, 0, 0, n - width)))
-        grouped = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-        out = torch.empty_like(grouped).index_copy_(0, order.to(x.device), grouped)
+        groups = length_groups(past_lengths, self.attention_group_size)
+        order = groups.order.to(x.device)
+        x_sorted, mask_sorted = x.index_select(0, order), valid_mask.index_select(0, order)
+        outputs = [
+            self._run_blocks(
+                x_sorted[start:end, :width].contiguous(), mask_sorted[start:end, :width]
+            )
+            for start, end, width in groups.bounds
+        ]
+        out = ungroup(outputs, order, x.shape[1])
         return lengths, self.output_postproc(out) * valid_mask
 
     def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
