@@ -10,6 +10,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists, on purpose: this torch module evaluates
+# ``group.WORLD`` in its functions' default arguments at import time, and DDP's constructor
+# imports it (through torch._dynamo). Imported after init_process_group, it would hold the
+# default group forever: destroy_process_group could not free it, and gloo's threads would
+# still be running while the interpreter tears down at exit (a rare std::terminate).
+import torch.distributed.nn.functional  # noqa: F401  isort: skip
+
 
 @dataclass(frozen=True)
 class DistributedContext:
