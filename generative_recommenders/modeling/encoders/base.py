@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -119,9 +118,77 @@ def length_groups(lengths: torch.Tensor, group_size: int) -> LengthGroups:
     return LengthGroups(order, sorted_lengths, bounds)
 
 
+def _group_rows(x: torch.Tensor, order: torch.Tensor, bounds) -> tuple[torch.Tensor, ...]:  # noqa: ANN001
+    return tuple(x[:, :width].index_select(0, order[start:end]) for start, end, width in bounds)
+
+
+def _ungroup_rows(order: torch.Tensor, width: int, outputs) -> torch.Tensor:  # noqa: ANN001
+    first = outputs[0]
+    out = first.new_zeros(order.shape[0], width, *first.shape[2:])
+    start = 0
+    for h in outputs:
+        out[:, : h.shape[1]].index_copy_(0, order[start : start + h.shape[0]], h)
+        start += h.shape[0]
+    return out
+
+
+def _needs_graph(tensors) -> bool:  # noqa: ANN001
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+class _ToGroups(torch.autograd.Function):
+    """x [B, N, D] -> each group's rows (in sorted order), cut to its width: [b, w, D] each.
+    Backward writes every group's gradient into one zero [B, N, D] (slicing a sorted copy per
+    group instead would build, fill and add one full-size gradient per group)."""
+
+    @staticmethod
+    def forward(ctx, x, order, bounds):  # noqa: ANN001 (autograd signature)
+        ctx.save_for_backward(order)
+        ctx.bounds, ctx.shape = bounds, x.shape
+        return _group_rows(x, order, bounds)
+
+    @staticmethod
+    def backward(ctx, *grads):  # noqa: ANN001 (autograd signature)
+        (order,) = ctx.saved_tensors
+        grad_x = grads[0].new_zeros(ctx.shape)
+        for grad, (start, end, width) in zip(grads, ctx.bounds, strict=True):
+            if grad is not None:
+                grad_x[:, :width].index_copy_(0, order[start:end], grad)
+        return grad_x, None, None
+
+
+def to_groups(x: torch.Tensor, groups: LengthGroups) -> list[torch.Tensor]:
+    """x [B, N, ...] in batch order -> the groups' inputs [b, w, ...], contiguous, in sorted order.
+    Without autograd (evaluation, tracing) the same ops run outside the autograd function."""
+    order = groups.order.to(x.device)
+    if _needs_graph([x]):
+        return list(_ToGroups.apply(x, order, groups.bounds))
+    return list(_group_rows(x, order, groups.bounds))
+
+
+class _Ungroup(torch.autograd.Function):
+    """The inverse of :class:`_ToGroups`: the groups' outputs into one zero [B, width, D]."""
+
+    @staticmethod
+    def forward(ctx, order, width, *outputs):  # noqa: ANN001 (autograd signature)
+        ctx.save_for_backward(order)
+        ctx.bounds = []
+        start = 0
+        for h in outputs:
+            ctx.bounds.append((start, start + h.shape[0], h.shape[1]))
+            start += h.shape[0]
+        return _ungroup_rows(order, width, outputs)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
+        (order,) = ctx.saved_tensors
+        return None, None, *_group_rows(grad, order, ctx.bounds)
+
+
 def ungroup(outputs: list[torch.Tensor], order: torch.Tensor, width: int) -> torch.Tensor:
     """The groups' outputs [b, w, D] (in sorted order) -> [B, width, D] in batch order (rows
     past each group's w are zero)."""
-    padded = [F.pad(h, (0, 0, 0, width - h.shape[1])) for h in outputs]
-    grouped = torch.cat(padded) if len(padded) > 1 else padded[0]
-    return torch.empty_like(grouped).index_copy_(0, order.to(grouped.device), grouped)
+    order = order.to(outputs[0].device)
+    if _needs_graph(outputs):
+        return _Ungroup.apply(order, width, *outputs)
+    return _ungroup_rows(order, width, outputs)

@@ -31,9 +31,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.encoders.base import (
+    LengthGroups,
     SequentialEncoder,
     check_group_size,
     length_groups,
+    to_groups,
     ungroup,
 )
 from generative_recommenders.modeling.encoders.relative_bias import (
@@ -228,13 +230,15 @@ class _LastQuery:
 
 @dataclass
 class _Plan:
-    """Users sorted by length: order [B] (sorted -> original), their lengths [B], the attention
-    groups, the groups' last queries (``encode`` only), and the sorted input x [B, N, D]."""
+    """Users sorted by length: order [B] (sorted -> original, on x's device), their lengths [B],
+    the attention groups, the groups' last queries (``encode`` only), the sorting itself, and the
+    input x [B, N, D] in batch order."""
 
     order: torch.Tensor
     lengths: torch.Tensor
     groups: list[AttentionGroup]
     last_queries: list[_LastQuery]
+    sorting: LengthGroups
     x: torch.Tensor
 
 
@@ -400,7 +404,7 @@ class HSTU(SequentialEncoder):
     def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
         """Every group's padded input [b, w, D] through ``blocks`` (block-major, so each block's
         bias table is built once) -> the groups' outputs."""
-        hs = [plan.x[g.start : g.end, : g.width].contiguous() for g in plan.groups]
+        hs = to_groups(plan.x, plan.sorting)
         for block in blocks:
             table = block.bias_table(masked=True) if self.enable_relative_attention_bias else None
             hs = [
@@ -470,7 +474,7 @@ class HSTU(SequentialEncoder):
                 last_queries.append(
                     self._last_query(device_lengths[start:end], width, group_next, group_ts)
                 )
-        return _Plan(order, device_lengths, groups, last_queries, x.index_select(0, order))
+        return _Plan(order, device_lengths, groups, last_queries, sorting, x)
 
     def _last_query(
         self,

@@ -11,6 +11,7 @@ from generative_recommenders.modeling.encoders.base import (
     SequentialEncoder,
     check_group_size,
     length_groups,
+    to_groups,
     ungroup,
 )
 from generative_recommenders.ops.dropout import Dropout, dropout
@@ -162,15 +163,11 @@ class SASRec(SequentialEncoder):
             past_lengths, past_ids, past_embeddings, past_payloads
         )
         groups = length_groups(past_lengths, self.attention_group_size)
-        order = groups.order.to(x.device)
-        x_sorted, mask_sorted = x.index_select(0, order), valid_mask.index_select(0, order)
         outputs = [
-            self._run_blocks(
-                x_sorted[start:end, :width].contiguous(), mask_sorted[start:end, :width]
-            )
-            for start, end, width in groups.bounds
+            self._run_blocks(h, mask)
+            for h, mask in zip(to_groups(x, groups), to_groups(valid_mask, groups), strict=True)
         ]
-        out = ungroup(outputs, order, x.shape[1])
+        out = ungroup(outputs, groups.order, x.shape[1])
         return lengths, self.output_postproc(out) * valid_mask
 
     def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
