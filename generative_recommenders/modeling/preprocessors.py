@@ -67,9 +67,8 @@ class LearnablePositionalEmbeddingInputFeaturesPreprocessor(nn.Module):
         if positions is None:
             positions = _default_positions(past_ids)
         x = past_embeddings * math.sqrt(self.embedding_dim) + self.pos_emb(positions)
-        x = self.dropout(x)
         mask = jagged.valid_mask(past_lengths, past_ids.shape[1]).unsqueeze(-1).to(x.dtype)
-        return past_lengths, x * mask, mask
+        return past_lengths, self.dropout(x, keep=mask), mask
 
     def debug_str(self) -> str:
         return f"posi-d{self.dropout_rate}"
@@ -116,9 +115,9 @@ class LearnablePositionalEmbeddingRatedInputFeaturesPreprocessor(nn.Module):
             positions = _default_positions(past_ids)
         ratings = self.rating_emb(_rating_ids(past_payloads, self.num_ratings))
         x = torch.cat([past_embeddings, ratings], dim=-1) * math.sqrt(self.embedding_dim)
-        x = self.dropout(x + self.pos_emb(positions))
+        x = x + self.pos_emb(positions)
         mask = jagged.valid_mask(past_lengths, past_ids.shape[1]).unsqueeze(-1).to(x.dtype)
-        return past_lengths, x * mask, mask
+        return past_lengths, self.dropout(x, keep=mask), mask
 
     def debug_str(self) -> str:
         return f"posir-d{self.dropout_rate}"
@@ -164,10 +163,10 @@ class CombinedItemAndRatingInputFeaturesPreprocessor(nn.Module):
         token_positions = torch.stack([2 * positions, 2 * positions + 1], dim=2).reshape(B, 2 * N)
         ratings = self.rating_emb(_rating_ids(past_payloads, self.num_ratings))
         tokens = torch.stack([past_embeddings, ratings], dim=2).reshape(B, 2 * N, D)
-        x = self.dropout(tokens * math.sqrt(D) + self.pos_emb(token_positions))
+        x = tokens * math.sqrt(D) + self.pos_emb(token_positions)
         lengths = 2 * past_lengths
         mask = jagged.valid_mask(lengths, 2 * N).unsqueeze(-1).to(x.dtype)
-        return lengths, x * mask, mask
+        return lengths, self.dropout(x, keep=mask), mask
 
     def debug_str(self) -> str:
         return f"combir-d{self.dropout_rate}"

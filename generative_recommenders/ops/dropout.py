@@ -49,17 +49,28 @@ class _Scale(torch.autograd.Function):
         return grad * multiplier, None
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Like ``F.dropout(x, p, training)`` (see the module doc for the 2^-16 rounding of p)."""
+def dropout(
+    x: torch.Tensor, p: float, training: bool, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Like ``F.dropout(x, p, training)`` (see the module doc for the 2^-16 rounding of p).
+
+    ``keep`` (0/1 floats broadcastable to x, e.g. a valid-row mask [B, N, 1]) also zeroes the
+    entries where it is 0, inside the same multiply: ``x * (multiplier * keep)`` equals
+    ``(x * multiplier) * keep`` exactly because keep is 0 or 1, and saves a pass in forward and
+    backward."""
     if not training or p == 0.0:
-        return x
+        return x if keep is None else x * keep
     if x.device.type != "cpu" or p >= 1.0 or round(p * _LEVELS) == 0:
-        return F.dropout(x, p, training)
-    return _Scale.apply(x, keep_scale(x.shape, p, x.device, x.dtype))
+        dropped = F.dropout(x, p, training)
+        return dropped if keep is None else dropped * keep
+    multiplier = keep_scale(x.shape, p, x.device, x.dtype)
+    if keep is not None:
+        multiplier.mul_(keep)
+    return _Scale.apply(x, multiplier)
 
 
 class Dropout(nn.Dropout):
     """Drop-in ``nn.Dropout`` using :func:`dropout` (no parameters, same state dict)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        return dropout(x, self.p, self.training, keep)

@@ -54,3 +54,17 @@ def test_every_word_of_a_draw_drops_at_the_rate():
     torch.testing.assert_close(values, torch.tensor([0.0, 65536 / (65536 - 19661)]))
     rates = (multiplier == 0).view(-1, 4).float().mean(0)
     assert torch.all((rates - 0.3).abs() < 0.006), rates
+
+
+def test_keep_mask_in_the_same_multiply_equals_dropout_then_mask():
+    mask = (torch.rand(6, 40, 1) > 0.3).float()
+    for training in (True, False):
+        x = torch.randn(6, 40, 8, requires_grad=True)
+        torch.manual_seed(3)
+        fused = dropout(x, 0.2, training, keep=mask)
+        (fused_grad,) = torch.autograd.grad(fused.sum(), x)
+        torch.manual_seed(3)
+        plain = dropout(x, 0.2, training) * mask
+        (plain_grad,) = torch.autograd.grad(plain.sum(), x)
+        assert torch.equal(fused, plain) and torch.equal(fused_grad, plain_grad)
+        assert bool((fused[mask.expand_as(fused) == 0] == 0).all())
