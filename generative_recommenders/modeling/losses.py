@@ -111,13 +111,10 @@ class _SampledLoss(nn.Module):
         del lengths
         # One nonzero (one host sync) gives the jagged rows; everything else is index_select.
         rows = (supervision_weights > 0).reshape(-1).nonzero().squeeze(1)  # [L]
-        dim = output_embeddings.shape[-1]
-        queries = output_embeddings.reshape(-1, dim).index_select(0, rows)  # [L, D]
+        queries = select_rows(output_embeddings, rows)  # [L, D]
         positive_ids = supervision_ids.reshape(-1).index_select(0, rows)  # [L]
         positives = negatives_sampler.normalize_embeddings(
-            supervision_embeddings.reshape(-1, supervision_embeddings.shape[-1]).index_select(
-                0, rows
-            )
+            select_rows(supervision_embeddings, rows)
         )
         weights = supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype)  # [L]
         row_user_ids = None
@@ -181,6 +178,27 @@ class _SampledLoss(nn.Module):
             for name, value in aux.items():
                 aux_total[name] = aux_total.get(name, 0.0) + value * share
         return total / weights.sum(), aux_total
+
+
+def select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x [B, N, D], rows [L] flat indices ``b * N + t`` -> x[b, t] as [L, D].
+
+    When x is a slice along dim 1 of a contiguous [B, M, D] tensor (the model passes
+    ``outputs[:, :-1]`` and ``embeddings[:, 1:]``), the rows are read from that tensor: no
+    contiguous copy of the slice, and in backward one zero [B, M, D] gradient instead of one per
+    slice view plus the slice's own."""
+    base, (B, N, D) = x._base, x.shape
+    if (
+        base is not None
+        and base.dim() == 3
+        and base.is_contiguous()
+        and x.stride() == base.stride()
+        and (base.shape[0], base.shape[2]) == (B, D)
+    ):
+        start = (x.storage_offset() - base.storage_offset()) // D  # first index along dim 1
+        base_rows = rows + torch.div(rows, N, rounding_mode="floor") * (base.shape[1] - N) + start
+        return base.view(-1, D).index_select(0, base_rows)
+    return x.reshape(-1, D).index_select(0, rows)
 
 
 def _mask_hits(logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
