@@ -398,8 +398,15 @@ class HSTU(SequentialEncoder):
             past_lengths, past_ids, past_embeddings, past_payloads
         )
         plan = self._plan(lengths, x, past_payloads, last_only=False)
-        out = ungroup(self._run_groups(self.blocks, plan), plan.order, x.shape[1])
-        return lengths, self.output_postproc(out) * valid_mask
+        outputs = [
+            self.output_postproc(h) * mask  # per group: ~sum(lengths) rows instead of B * N
+            for h, mask in zip(
+                self._run_groups(self.blocks, plan),
+                to_groups(valid_mask, plan.sorting),
+                strict=True,
+            )
+        ]
+        return lengths, ungroup(outputs, plan.order, x.shape[1])
 
     def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
         """Every group's padded input [b, w, D] through ``blocks`` (block-major, so each block's

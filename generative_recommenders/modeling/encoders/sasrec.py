@@ -164,11 +164,10 @@ class SASRec(SequentialEncoder):
         )
         groups = length_groups(past_lengths, self.attention_group_size)
         outputs = [
-            self._run_blocks(h, mask)
+            self.output_postproc(self._run_blocks(h, mask)) * mask
             for h, mask in zip(to_groups(x, groups), to_groups(valid_mask, groups), strict=True)
-        ]
-        out = ungroup(outputs, groups.order, x.shape[1])
-        return lengths, self.output_postproc(out) * valid_mask
+        ]  # post-processed per group: ~sum(lengths) rows instead of B * N
+        return lengths, ungroup(outputs, groups.order, x.shape[1])
 
     def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
         """x [b, w, D], valid_mask [b, w, 1] -> [b, w, D] after every block."""
