@@ -7,6 +7,7 @@ import argparse
 import datetime
 import json
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,10 +96,16 @@ def _ensure_stores(args: argparse.Namespace, data_dir: pathlib.Path) -> None:
         measure.write_synthetic_store(data_dir, "synthetic-ml-20m", 2000, 26_744, 150)
 
 
-def _machine(args: argparse.Namespace, device: torch.device) -> dict:
-    """GEMM ceiling (GFLOP/s), threads and device name."""
+def _gemm_samples(args: argparse.Namespace, device: torch.device) -> list[float]:
+    return measure.gemm_samples(256 if args.quick else 2048, 11, device)
+
+
+def _machine(args: argparse.Namespace, device: torch.device, gemm: list[float]) -> dict:
+    """GEMM ceiling (GFLOP/s: the median of ``gemm``, and its range), threads and device."""
     machine = {
-        "gemm_gflops_fp32": measure.gemm_gflops(256 if args.quick else 2048, 5, device),
+        "gemm_gflops_fp32": statistics.median(gemm),
+        "gemm_gflops_fp32_range": [min(gemm), max(gemm)],
+        "gemm_samples": len(gemm),
         "threads": torch.get_num_threads(),
         "device": measure.device_name(device),
     }
@@ -107,7 +114,7 @@ def _machine(args: argparse.Namespace, device: torch.device) -> dict:
     return machine
 
 
-def _train(args: argparse.Namespace, data_dir: pathlib.Path, machine: dict):
+def _train(args: argparse.Namespace, data_dir: pathlib.Path):
     """(train rows, full-evaluation rows) of the ``--settings``, each in its own child."""
     train = []
     eval_rows = []
@@ -116,7 +123,6 @@ def _train(args: argparse.Namespace, data_dir: pathlib.Path, machine: dict):
             raise SystemExit(f"--settings: unknown {setting!r}; choose from "
                              f"{', '.join(measure.TRAIN_SETTINGS)}")  # fmt: skip
         row = _in_child(args, setting, str(data_dir))
-        row["mfu"] = row["useful_gflops"] / (row["step_ms"] / 1000.0) / machine["gemm_gflops_fp32"]
         if "eval_s" in row:
             eval_rows.append({
                 "setting": f"{setting} full evaluation ({row['eval_users']} users)",
@@ -126,6 +132,18 @@ def _train(args: argparse.Namespace, data_dir: pathlib.Path, machine: dict):
             })  # fmt: skip
         train.append(row)
     return train, eval_rows
+
+
+def _against_ceiling(train: list[dict], machine: dict) -> None:
+    """Adds each row's MFU and, for the paper's settings, its GEMM-scaled speed-up over the
+    paper's trainer (``vs_paper_scaled``)."""
+    ceiling = machine["gemm_gflops_fp32"]
+    for row in train:
+        row["mfu"] = row["useful_gflops"] / (row["step_ms"] / 1000.0) / ceiling
+        paper = measure.PAPER_SEQUENCES_PER_S.get(row["setting"])
+        if paper is not None:
+            scaled = paper * ceiling / measure.PAPER_GEMM_GFLOPS
+            row["vs_paper_scaled"] = row["sequences_per_s"] / scaled
 
 
 def _memory(args: argparse.Namespace, data_dir: pathlib.Path) -> list[dict]:
@@ -151,10 +169,13 @@ def main(argv: list[str] | None = None) -> dict:
     train, eval_rows, data, memory = [], [], {}, []
     with tempfile.TemporaryDirectory() as quick_dir:
         data_dir = pathlib.Path(quick_dir if args.quick else args.data_dir)
-        machine = _machine(args, device)
+        gemm = _gemm_samples(args, device)
         if "train" in parts:
             _ensure_stores(args, data_dir)
-            train, eval_rows = _train(args, data_dir, machine)
+            train, eval_rows = _train(args, data_dir)
+            gemm += _gemm_samples(args, device)  # the ceiling before and after the steps
+        machine = _machine(args, device, gemm)
+        _against_ceiling(train, machine)
         if "retrieval" in parts:
             eval_rows += _in_child(args, "retrieval", str(data_dir))
         if "data" in parts:

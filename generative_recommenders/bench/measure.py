@@ -26,6 +26,12 @@ TRAIN_SETTINGS = {
     "ml-1m/hstu-large": ("configs/ml-1m/hstu-sampled-softmax-n128-large-final.gin", "ml-100k"),
     "ml-20m/hstu": ("configs/ml-20m/hstu-sampled-softmax-n128-final.gin", "synthetic-ml-20m"),
 }
+# The paper's public trainer on a 2-core AVX-512 machine whose fp32 GEMM ran at 190 GFLOP/s
+# (ML-100K, batch 128, anomaly detection off): sequences/s per setting. Ratios against it are
+# scaled by this run's GEMM ceiling: ours / (paper * ceiling / 190).
+PAPER_SEQUENCES_PER_S = {"ml-1m/sasrec": 90.6, "ml-1m/hstu": 81.9, "ml-1m/hstu-large": 29.6}
+PAPER_GEMM_GFLOPS = 190.0
+
 QUICK_BINDINGS = (
     "train_fn.local_batch_size = 8",
     "train_fn.max_sequence_length = 20",
@@ -40,19 +46,24 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def gemm_gflops(size: int, repeats: int, device: torch.device, dtype=torch.float32) -> float:
-    """Median GFLOP/s of a [size, size] x [size, size] matmul."""
+def gemm_samples(size: int, repeats: int, device: torch.device, dtype=torch.float32) -> list[float]:
+    """GFLOP/s of each of ``repeats`` [size, size] x [size, size] matmuls (after one warm-up)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    times = []
+    samples = []
     for i in range(repeats + 1):
         _sync(device)
         start = time.perf_counter()
         torch.mm(a, b)
         _sync(device)
         if i:  # the first call warms up
-            times.append(time.perf_counter() - start)
-    return 2.0 * size**3 / statistics.median(times) / 1e9
+            samples.append(2.0 * size**3 / (time.perf_counter() - start) / 1e9)
+    return samples
+
+
+def gemm_gflops(size: int, repeats: int, device: torch.device, dtype=torch.float32) -> float:
+    """Median GFLOP/s of a [size, size] x [size, size] matmul."""
+    return statistics.median(gemm_samples(size, repeats, device, dtype))
 
 
 def _sync(device: torch.device) -> None:

@@ -1,7 +1,8 @@
 """The printed tables of a bench report.
 
-``bench.json``: ``{"machine": {"gemm_gflops_fp32", "threads", "device"}, "train": [{"setting",
-"step_ms", "sequences_per_s", "useful_gflops", "mfu", "peak_mem_gib", ...}], "eval": [{"setting",
+``bench.json``: ``{"machine": {"gemm_gflops_fp32", "gemm_gflops_fp32_range", "gemm_samples",
+"threads", "device"}, "train": [{"setting", "step_ms", "sequences_per_s", "useful_gflops", "mfu",
+"peak_mem_gib", "vs_paper_scaled" (the paper's settings), ...}], "eval": [{"setting",
 "num_items", "users_per_s", ...}], "data": {...}, "memory": [{"setting", "distribution",
 "history_lengths", "valid_events_per_batch", "batch_x_max_length", "baseline_gib", "peak_gib",
 "increment_gib", "increment_mib_per_1k_events"}], "date", "quick", "gin_bindings"}``. A part left out with
@@ -14,14 +15,15 @@ from __future__ import annotations
 def _train_lines(rows: list[dict]) -> list[str]:
     lines = [
         "",
-        "| setting | step (ms) | sequences/s | useful GFLOP/step | MFU | full eval (s) | peak mem "
-        "(GiB) |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | step (ms) | sequences/s | x paper (GEMM-scaled) | useful GFLOP/step | MFU | "
+        "full eval (s) | peak mem (GiB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         eval_s = f"{r['eval_s']:.2f}" if "eval_s" in r else "-"
+        vs_paper = f"{r['vs_paper_scaled']:.2f}x" if "vs_paper_scaled" in r else "-"
         lines.append(
-            f"| {r['setting']} | {r['step_ms']:.0f} | {r['sequences_per_s']:.1f} | "
+            f"| {r['setting']} | {r['step_ms']:.0f} | {r['sequences_per_s']:.1f} | {vs_paper} | "
             f"{r['useful_gflops']:.2f} | {100 * r['mfu']:.1f}% | {eval_s} | "
             f"{r['peak_mem_gib']:.2f} |"
         )
@@ -66,7 +68,8 @@ def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"machine: {m['device']}, {m['threads']} threads, fp32 GEMM {m['gemm_gflops_fp32']:.1f} "
-        "GFLOP/s",
+        f"GFLOP/s (median of {m['gemm_samples']} runs, {m['gemm_gflops_fp32_range'][0]:.0f}-"
+        f"{m['gemm_gflops_fp32_range'][1]:.0f})",
     ]
     if report["train"]:
         lines += _train_lines(report["train"])

@@ -17,11 +17,19 @@ def test_quick_bench_prints_the_table_and_writes_the_schema(tmp_path, capsys):
     report = json.loads(out.read_text())
     machine = report["machine"]
     assert machine["gemm_gflops_fp32"] > 0 and machine["threads"] >= 1
+    low, high = machine["gemm_gflops_fp32_range"]
+    assert low <= machine["gemm_gflops_fp32"] <= high
+    assert machine["gemm_samples"] == 22  # 11 before and 11 after the training steps
     assert isinstance(machine["device"], str)
     (row,) = report["train"]
     assert row["setting"] == "ml-1m/hstu"
     for key in ("step_ms", "sequences_per_s", "useful_gflops", "mfu", "peak_mem_gib"):
         assert isinstance(row[key], float) and row[key] > 0, key
+    paper_scaled = 81.9 * machine["gemm_gflops_fp32"] / 190.0  # the paper's HSTU, GEMM-scaled
+    assert row["vs_paper_scaled"] == pytest.approx(row["sequences_per_s"] / paper_scaled)
+    assert row["mfu"] == pytest.approx(
+        row["useful_gflops"] / (row["step_ms"] / 1000.0) / machine["gemm_gflops_fp32"]
+    )
     assert {r["num_items"] for r in report["eval"]} >= {300, 5000}
     assert all(r["users_per_s"] > 0 for r in report["eval"])
     assert report["data"]["windows_per_s"] > 0 and report["data"]["preprocess_rows_per_s"] > 0
