@@ -118,11 +118,18 @@ def length_groups(lengths: torch.Tensor, group_size: int) -> LengthGroups:
     return LengthGroups(order, sorted_lengths, bounds)
 
 
-def _group_rows(x: torch.Tensor, order: torch.Tensor, bounds) -> tuple[torch.Tensor, ...]:  # noqa: ANN001
+Bounds = list[tuple[int, int, int]]  # (start, end, width) per group, in sorted order
+
+
+def _group_rows(x: torch.Tensor, order: torch.Tensor, bounds: Bounds) -> tuple[torch.Tensor, ...]:
+    """x [B, N, ...] -> x[order[start:end], :width] per group, each contiguous."""
     return tuple(x[:, :width].index_select(0, order[start:end]) for start, end, width in bounds)
 
 
-def _ungroup_rows(order: torch.Tensor, width: int, outputs) -> torch.Tensor:  # noqa: ANN001
+def _ungroup_rows(
+    order: torch.Tensor, width: int, outputs: tuple[torch.Tensor, ...] | list[torch.Tensor]
+) -> torch.Tensor:
+    """The groups' [b, w, ...] (consecutive in sorted order) -> one zero [B, width, ...]."""
     first = outputs[0]
     out = first.new_zeros(order.shape[0], width, *first.shape[2:])
     start = 0
@@ -132,7 +139,7 @@ def _ungroup_rows(order: torch.Tensor, width: int, outputs) -> torch.Tensor:  # 
     return out
 
 
-def _needs_graph(tensors) -> bool:  # noqa: ANN001
+def _needs_graph(tensors: list[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
