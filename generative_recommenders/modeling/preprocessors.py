@@ -38,6 +38,15 @@ def _rating_ids(past_payloads: dict[str, torch.Tensor], num_ratings: int) -> tor
     return past_payloads[RATINGS_KEY].round().to(torch.int64).clamp(0, num_ratings)
 
 
+def _dropout_and_zero_padding(
+    dropout: Dropout, x: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, N, D], lengths [B] -> (dropout(x) with rows at or after each length zeroed,
+    valid_mask [B, N, 1] float); the zeroing rides in the dropout's multiply."""
+    mask = jagged.valid_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    return dropout(x, keep=mask), mask
+
+
 class LearnablePositionalEmbeddingInputFeaturesPreprocessor(nn.Module):
     """item_embedding * sqrt(D) + position_embedding, dropout, padding rows zeroed.
 
@@ -67,8 +76,7 @@ class LearnablePositionalEmbeddingInputFeaturesPreprocessor(nn.Module):
         if positions is None:
             positions = _default_positions(past_ids)
         x = past_embeddings * math.sqrt(self.embedding_dim) + self.pos_emb(positions)
-        mask = jagged.valid_mask(past_lengths, past_ids.shape[1]).unsqueeze(-1).to(x.dtype)
-        return past_lengths, self.dropout(x, keep=mask), mask
+        return past_lengths, *_dropout_and_zero_padding(self.dropout, x, past_lengths)
 
     def debug_str(self) -> str:
         return f"posi-d{self.dropout_rate}"
@@ -116,8 +124,7 @@ class LearnablePositionalEmbeddingRatedInputFeaturesPreprocessor(nn.Module):
         ratings = self.rating_emb(_rating_ids(past_payloads, self.num_ratings))
         x = torch.cat([past_embeddings, ratings], dim=-1) * math.sqrt(self.embedding_dim)
         x = x + self.pos_emb(positions)
-        mask = jagged.valid_mask(past_lengths, past_ids.shape[1]).unsqueeze(-1).to(x.dtype)
-        return past_lengths, self.dropout(x, keep=mask), mask
+        return past_lengths, *_dropout_and_zero_padding(self.dropout, x, past_lengths)
 
     def debug_str(self) -> str:
         return f"posir-d{self.dropout_rate}"
@@ -165,8 +172,7 @@ class CombinedItemAndRatingInputFeaturesPreprocessor(nn.Module):
         tokens = torch.stack([past_embeddings, ratings], dim=2).reshape(B, 2 * N, D)
         x = tokens * math.sqrt(D) + self.pos_emb(token_positions)
         lengths = 2 * past_lengths
-        mask = jagged.valid_mask(lengths, 2 * N).unsqueeze(-1).to(x.dtype)
-        return lengths, self.dropout(x, keep=mask), mask
+        return lengths, *_dropout_and_zero_padding(self.dropout, x, lengths)
 
     def debug_str(self) -> str:
         return f"combir-d{self.dropout_rate}"

@@ -87,7 +87,8 @@ def gather_last(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class LengthGroups(NamedTuple):
     """Users sorted by length, longest first (stable), cut into attention groups.
 
-    order [B] int64 (host): sorted position -> batch row; lengths [B] (host): the sorted lengths;
+    order [B] int64 (on the lengths' device): sorted position -> batch row; lengths [B] (host):
+    the sorted lengths;
     bounds: (start, end, width) per group, width = the group's longest length (at least 1). A
     valid position only attends to earlier, valid ones, so running each group padded to its own
     width is exact, and the attention costs about sum(length^2) instead of B * N^2.
@@ -115,7 +116,7 @@ def length_groups(lengths: torch.Tensor, group_size: int) -> LengthGroups:
         (start, min(start + group_size, total), max(int(sorted_lengths[start]), 1))
         for start in range(0, total, group_size)
     ]
-    return LengthGroups(order, sorted_lengths, bounds)
+    return LengthGroups(order.to(lengths.device), sorted_lengths, bounds)
 
 
 Bounds = list[tuple[int, int, int]]  # (start, end, width) per group, in sorted order
@@ -158,9 +159,8 @@ class _ToGroups(torch.autograd.Function):
     def backward(ctx, *grads):  # noqa: ANN001 (autograd signature)
         (order,) = ctx.saved_tensors
         grad_x = grads[0].new_zeros(ctx.shape)
-        for grad, (start, end, width) in zip(grads, ctx.bounds, strict=True):
-            if grad is not None:
-                grad_x[:, :width].index_copy_(0, order[start:end], grad)
+        for grad, (start, end, width) in zip(grads, ctx.bounds, strict=True):  # all materialised
+            grad_x[:, :width].index_copy_(0, order[start:end], grad)
         return grad_x, None, None
 
 

@@ -230,11 +230,10 @@ class _LastQuery:
 
 @dataclass
 class _Plan:
-    """Users sorted by length: order [B] (sorted -> original, on x's device), their lengths [B],
-    the attention groups, the groups' last queries (``encode`` only), the sorting itself, and the
-    input x [B, N, D] in batch order."""
+    """Users sorted by length (``sorting``: order and group bounds), their sorted lengths [B] on
+    x's device, the attention groups, the groups' last queries (``encode`` only), and the input
+    x [B, N, D] in batch order."""
 
-    order: torch.Tensor
     lengths: torch.Tensor
     groups: list[AttentionGroup]
     last_queries: list[_LastQuery]
@@ -406,7 +405,7 @@ class HSTU(SequentialEncoder):
                 strict=True,
             )
         ]
-        return lengths, ungroup(outputs, plan.order, x.shape[1])
+        return lengths, ungroup(outputs, plan.sorting.order, x.shape[1])
 
     def _run_groups(self, blocks, plan: _Plan) -> list[torch.Tensor]:  # noqa: ANN001
         """Every group's padded input [b, w, D] through ``blocks`` (block-major, so each block's
@@ -444,7 +443,7 @@ class HSTU(SequentialEncoder):
             attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.bias_index, query.allowed)
             states.append(last.output(u[users, rows], attn.squeeze(1), h[users, rows]))
         states = self.output_postproc(torch.cat(states) if len(states) > 1 else states[0])
-        states = torch.empty_like(states).index_copy_(0, plan.order, states)
+        states = torch.empty_like(states).index_copy_(0, plan.sorting.order, states)
         return states * (lengths > 0).unsqueeze(1).to(states.dtype)
 
     def _plan(
@@ -459,7 +458,7 @@ class HSTU(SequentialEncoder):
         device = x.device
         ts = self._token_timestamps(payloads) if self.enable_relative_attention_bias else None
         sorting = length_groups(lengths, self.attention_group_size)
-        order = sorting.order.to(device)
+        order = sorting.order
         ts_sorted = next_sorted = None
         if ts is not None:  # next times from the full width: index ``length`` is the query time
             ts_sorted = ts.index_select(0, order)
@@ -481,7 +480,7 @@ class HSTU(SequentialEncoder):
                 last_queries.append(
                     self._last_query(device_lengths[start:end], width, group_next, group_ts)
                 )
-        return _Plan(order, device_lengths, groups, last_queries, sorting, x)
+        return _Plan(device_lengths, groups, last_queries, sorting, x)
 
     def _last_query(
         self,
