@@ -144,7 +144,7 @@ def test_sasrec_length_groups_equal_one_padded_batch():
 
 @pytest.mark.parametrize("heads", [1, 2])
 def test_sasrec_attention_equals_multihead_attention(heads):
-    from generative_recommenders.modeling.encoders.sasrec import SASRecBlock
+    from generative_recommenders.modeling.encoders.sasrec import SASRecBlock, causal_bias
     from generative_recommenders.modeling.encoders.sasrec import (
         attend_reference as sasrec_reference,
     )
@@ -154,13 +154,14 @@ def test_sasrec_attention_equals_multihead_attention(heads):
     gen = torch.Generator().manual_seed(4)
     q = torch.randn(3, 6, 8, generator=gen, dtype=torch.float64)
     x = torch.randn(3, 6, 8, generator=gen, dtype=torch.float64)
-    causal = torch.ones(6, 6, dtype=torch.bool).triu(diagonal=1)
+    causal = torch.ones(6, 6, dtype=torch.bool).triu(diagonal=1)  # the boolean mask for MHA
     upstream = torch.randn(3, 6, 8, generator=gen, dtype=torch.float64)
     results = []
     for fn in (sasrec_reference, lambda blk, *a: blk.attend(*a)):
         block.zero_grad()
         leaves = [t.clone().requires_grad_(True) for t in (q, x)]
-        out = fn(block, *leaves, causal)
+        mask = causal if fn is sasrec_reference else causal_bias(6, q.device, q.dtype)
+        out = fn(block, *leaves, mask)
         (out * upstream).sum().backward()
         grads = [t.grad for t in leaves] + [p.grad.clone() for p in block.attention.parameters()]
         results.append((out.detach(), *grads))

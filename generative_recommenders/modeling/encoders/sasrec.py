@@ -60,20 +60,22 @@ class SASRecBlock(nn.Module):
                 nn.init.xavier_normal_(parameter)
 
     def forward(
-        self, x: torch.Tensor, causal_mask: torch.Tensor, valid_mask: torch.Tensor
+        self, x: torch.Tensor, causal_bias: torch.Tensor, valid_mask: torch.Tensor
     ) -> torch.Tensor:
-        """x [B, N, D], causal_mask [N, N] bool (True = blocked), valid_mask [B, N, 1] -> [B, N, D]."""
+        """x [B, N, D], causal_bias [N, N] (:func:`causal_bias`), valid_mask [B, N, 1] -> [B, N, D]."""
         q = self.attention_norm(x)
-        x = self.ffn_norm(q + self.attend(q, x, causal_mask))
+        x = self.ffn_norm(q + self.attend(q, x, causal_bias))
         x = x + self.ffn(x)
         return x * valid_mask
 
-    def attend(self, q: torch.Tensor, x: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
-        """``self.attention(q, x, x, attn_mask=causal_mask)`` written out with its parameters.
+    def attend(self, q: torch.Tensor, x: torch.Tensor, causal_bias: torch.Tensor) -> torch.Tensor:
+        """``self.attention(q, x, x, attn_mask=causal_bias)`` written out with its parameters.
 
-        q, x [B, N, D] -> [B, N, D]. Written out so the attention dropout is the cheap
-        :func:`generative_recommenders.ops.dropout.dropout`; :func:`attend_reference` (the
-        ``nn.MultiheadAttention`` call) is what tests compare it with.
+        q, x [B, N, D], causal_bias [N, N] additive (0 or -inf) -> [B, N, D]. Written out so the
+        attention dropout is the cheap :func:`generative_recommenders.ops.dropout.dropout`, and
+        the mask is added inside the scores' GEMM (``baddbmm``: exactly ``masked_fill`` with -inf,
+        as x + 0 = x and x + -inf = -inf, without another pass over [B, N, N]).
+        :func:`attend_reference` (the ``nn.MultiheadAttention`` call) is what tests compare it with.
         """
         mha = self.attention
         B, N, D = q.shape
@@ -87,7 +89,7 @@ class SASRecBlock(nn.Module):
         if H > 1:
             qh, kh, vh = (t.view(B, N, H, hd).transpose(1, 2).reshape(B * H, N, hd)
                           for t in (qh, kh, vh))  # fmt: skip
-        scores = torch.bmm(qh, kh.transpose(1, 2)).masked_fill_(causal_mask, float("-inf"))
+        scores = torch.baddbmm(causal_bias.expand(qh.shape[0], N, N), qh, kh.transpose(1, 2))
         weights = dropout(torch.softmax(scores, dim=-1), mha.dropout, self.training)
         out = torch.bmm(weights, vh)
         if H > 1:
@@ -96,10 +98,16 @@ class SASRecBlock(nn.Module):
 
 
 def attend_reference(
-    block: SASRecBlock, q: torch.Tensor, x: torch.Tensor, causal_mask: torch.Tensor
+    block: SASRecBlock, q: torch.Tensor, x: torch.Tensor, causal_bias: torch.Tensor
 ) -> torch.Tensor:
     """The plain ``nn.MultiheadAttention`` call that :meth:`SASRecBlock.attend` replaces."""
-    return block.attention(q, x, x, attn_mask=causal_mask, need_weights=False)[0]
+    return block.attention(q, x, x, attn_mask=causal_bias, need_weights=False)[0]
+
+
+def causal_bias(width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[width, width] additive attention mask: 0 on and below the diagonal, -inf above it."""
+    blocked = torch.ones(width, width, dtype=torch.bool, device=device).triu(diagonal=1)
+    return torch.zeros(width, width, device=device, dtype=dtype).masked_fill_(blocked, -torch.inf)
 
 
 class SASRec(SequentialEncoder):
@@ -171,13 +179,12 @@ class SASRec(SequentialEncoder):
 
     def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
         """x [b, w, D], valid_mask [b, w, 1] -> [b, w, D] after every block."""
-        w = x.shape[1]
-        causal_mask = torch.ones(w, w, dtype=torch.bool, device=x.device).triu(diagonal=1)
+        bias = causal_bias(x.shape[1], x.device, x.dtype)
         for block in self.blocks:
             if self.activation_checkpoint and self.training:
-                x = checkpoint(block, x, causal_mask, valid_mask, use_reentrant=False)
+                x = checkpoint(block, x, bias, valid_mask, use_reentrant=False)
             else:
-                x = block(x, causal_mask, valid_mask)
+                x = block(x, bias, valid_mask)
         return x
 
     def debug_str(self) -> str:
