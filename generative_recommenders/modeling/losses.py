@@ -11,7 +11,10 @@ mean ``sum(w * loss) / sum(w)``.
 Fast path (dot-product similarity, the default): the positive logit is a row-wise dot product and
 the negatives' logits come from :func:`generative_recommenders.ops.sampled_dot.sampled_dot_logits`
 against the sampler's normalised candidate table, in chunks, so neither the ``[L, R, D]`` negatives
-nor the ``[L, 1 + R, D]`` candidates are ever materialised. ``fused=False`` keeps the plain path
+nor the ``[L, 1 + R, D]`` candidates are ever materialised. The sampled softmax with independent
+negatives goes through :func:`~generative_recommenders.ops.sampled_dot.sampled_softmax_losses`
+(logits, hit mask and logsumexp in one op), when every candidate id has one slot
+(``sampler.candidate_slots``; not so for an in-batch table without dedup). ``fused=False`` keeps the plain path
 below (the reference the fast path is tested against); other similarities always take it.
 
 Memory (plain path): negatives are drawn as int64 slots first and their embeddings gathered per
@@ -38,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.negatives import Lookup, NegativesSharing
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
-from generative_recommenders.ops.sampled_dot import sampled_dot_logits
+from generative_recommenders.ops.sampled_dot import sampled_dot_logits, sampled_softmax_losses
 
 
 class _SampledLoss(nn.Module):
@@ -79,6 +82,20 @@ class _SampledLoss(nn.Module):
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         """logits [c, 1 + R] (column 0 = positive, already / temperature), hits [c, R] -> [c]."""
         raise NotImplementedError
+
+    def _independent_dot_losses(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        positive_ids: torch.Tensor,
+        sampler: nn.Module,
+        slots: torch.Tensor,
+    ) -> torch.Tensor:
+        """Fused dot-product path, own negatives per position: queries [L, D] (already
+        / temperature), positives [L, D], positive_ids [L], slots [L, R] -> losses [L]."""
+        logits = _independent_dot_logits(queries, positives, sampler, slots)  # [L, 1 + R]
+        hits = _lookup_ids(sampler.candidate_ids(), slots) == positive_ids.unsqueeze(1)
+        return self._row_losses(logits, hits)
 
     def forward(
         self,
@@ -136,19 +153,20 @@ class _SampledLoss(nn.Module):
                 torch.div(rows, seq_len, rounding_mode="floor"),
                 supervision_ids.shape[0],
             )  # [G, R], [L]
-        negative_ids = _lookup_ids(negatives_sampler.candidate_ids(), slots)  # [L, R] (or [G, R])
         if self.fused and isinstance(similarity_module, DotProductSimilarity):
             if groups is None:  # 1 / temperature on the [L, D] queries, not the [L, 1 + R] logits
                 scaled = queries * (1.0 / self._temperature)
-                logits = _independent_dot_logits(scaled, positives, negatives_sampler, slots)
+                losses = self._independent_dot_losses(
+                    scaled, positives, positive_ids, negatives_sampler, slots
+                )
             else:
                 negatives = negatives_sampler.make_lookup(slots.numel())(slots)  # [G, R, D]
                 logits = _shared_dot_logits(queries, positives, output_embeddings, rows, negatives)
-                negative_ids = negative_ids.index_select(0, groups)  # [L, R]
-                logits = logits / self._temperature  # [L, 1 + R]
-            hits = negative_ids == positive_ids.unsqueeze(1)  # [L, R]
-            losses = self._row_losses(logits, hits)
+                negative_ids = _lookup_ids(negatives_sampler.candidate_ids(), slots)  # [G, R]
+                hits = negative_ids.index_select(0, groups) == positive_ids.unsqueeze(1)  # [L, R]
+                losses = self._row_losses(logits / self._temperature, hits)
             return (losses * weights).sum() / weights.sum(), {}
+        negative_ids = _lookup_ids(negatives_sampler.candidate_ids(), slots)  # [L, R] (or [G, R])
         if groups is not None:  # plain path: every position gets its group's slots
             slots = slots.index_select(0, groups)  # [L, R]
             negative_ids = negative_ids.index_select(0, groups)
@@ -320,6 +338,23 @@ class SampledSoftmaxLoss(_SampledLoss):
 
     def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(_mask_hits(logits, hits), dim=1) - logits[:, 0]
+
+    def _independent_dot_losses(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        positive_ids: torch.Tensor,
+        sampler: nn.Module,
+        slots: torch.Tensor,
+    ) -> torch.Tensor:
+        """One fused op (:func:`~generative_recommenders.ops.sampled_dot.sampled_softmax_losses`)
+        when each positive has at most one slot in the table; the generic path otherwise."""
+        positive_slots = sampler.candidate_slots(positive_ids)
+        if positive_slots is None:
+            return super()._independent_dot_losses(queries, positives, positive_ids, sampler, slots)
+        table = sampler.candidate_table().to(queries.dtype)  # [U, D]
+        positive_logits = (queries * positives).sum(dim=-1)  # [L]
+        return sampled_softmax_losses(queries, table, positive_logits, slots, positive_slots)
 
     def debug_str(self) -> str:
         return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"

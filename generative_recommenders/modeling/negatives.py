@@ -63,6 +63,26 @@ class _UniformSampler(nn.Module):
         """A function slots [*] -> normalised embeddings [*, D] for about ``num_draws`` slots."""
         raise NotImplementedError
 
+    def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(candidate ids sorted [U], their slots [U]), or None when an id repeats."""
+        raise NotImplementedError
+
+    def candidate_slots(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """ids [L] int64 -> [L] int64: each id's slot in the candidate table, -1 where absent.
+
+        None when the table holds an id more than once (an accidental hit is then not one slot).
+        The fused sampled softmax masks hits by slot with it, with no [L, R] id lookup.
+        """
+        sorted_candidates = self._sorted_candidates()
+        if sorted_candidates is None:
+            return None
+        sorted_ids, slots = sorted_candidates
+        if sorted_ids.numel() == 0:
+            return torch.full_like(ids, -1)
+        index = torch.searchsorted(sorted_ids, ids).clamp_(max=sorted_ids.numel() - 1)
+        found = sorted_ids.index_select(0, index) == ids
+        return torch.where(found, slots.index_select(0, index), -1)
+
     def candidate_table(self) -> torch.Tensor:
         """[U, D] normalised embeddings of the whole candidate table (row i = slot i).
 
@@ -190,6 +210,13 @@ class InBatchNegativesSampler(_UniformSampler):
             raise ValueError("InBatchNegativesSampler: call process_batch before sampling")
         return self._embeddings
 
+    def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self._dedup:
+            return None
+        return self._ids, torch.arange(
+            self._ids.shape[0], device=self._ids.device
+        )  # unique: sorted
+
     def debug_str(self) -> str:
         return f"in-batch{'-l2' if self._l2_norm else ''}{'-dedup' if self._dedup else ''}"
 
@@ -220,10 +247,17 @@ class LocalNegativesSampler(_UniformSampler):
             raise ValueError(f"catalogue_item_ids must be int64, got {catalogue_item_ids.dtype}")
         if bool((catalogue_item_ids <= 0).any()):
             raise ValueError("catalogue_item_ids must be positive (0 is padding)")
+        sorted_ids, order = catalogue_item_ids.sort()
+        if bool((sorted_ids[1:] == sorted_ids[:-1]).any()):
+            raise ValueError(
+                "catalogue_item_ids must be distinct (a repeated id is drawn twice as often)"
+            )
         # Not registered as a submodule even when it is one: the table belongs to the encoder, and
         # registering it here would duplicate its weights in the model's state_dict.
         object.__setattr__(self, "_item_embedding_fn", item_embedding_fn)
         self.register_buffer("_catalogue", catalogue_item_ids.clone(), persistent=False)
+        self.register_buffer("_sorted_catalogue", sorted_ids, persistent=False)
+        self.register_buffer("_sorted_catalogue_slots", order, persistent=False)
 
     def process_batch(
         self, ids: torch.Tensor, presences: torch.Tensor, embeddings: torch.Tensor
@@ -246,6 +280,9 @@ class LocalNegativesSampler(_UniformSampler):
 
     def candidate_table(self) -> torch.Tensor:
         return self.normalize_embeddings(self._item_embedding_fn(self._catalogue))
+
+    def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sorted_catalogue, self._sorted_catalogue_slots
 
     def debug_str(self) -> str:
         return f"local{'-l2' if self._l2_norm else ''}"

@@ -17,6 +17,13 @@ Either way the queries' gradient ``sum_r grad[l, r] table[slots[l, r]]`` is one
 ``F.embedding_bag(slots, table, per_sample_weights=grad, mode="sum")``: fixed-size bags with
 weights, a kernel made for exactly this (2.3 ms for ML-1M's step vs ~8 ms as a GEMM).
 
+:func:`sampled_softmax_losses` goes one step further for the sampled-softmax loss: it writes the
+positive's logit and the negatives' into one ``[L, 1 + R]`` buffer, masks accidental hits by slot
+(in the dense strategy by writing -inf into the chunk's ``[c, U]`` scores before the gather) and
+returns ``logsumexp - positive`` per row; its backward forms the softmax once. That saves the
+concatenation, the masked copy, the ``[L, R]`` id lookup and comparison, and their gradients'
+copies (~4.5 ms of a ~125 ms ML-1M SASRec step), with bit-identical results.
+
 Both keep at most ``CHUNK_ELEMENTS`` floats of temporaries; the result and gradients equal the
 plain formula (:func:`sampled_dot_logits_reference`) up to float rounding (tested). On CPU the
 dense strategy's ``[c, U]`` buffers are kept between calls (per thread): a fresh multi-MiB block
@@ -77,23 +84,81 @@ def _chunk_rows(width: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, width))
 
 
+def _negative_logits_into(
+    out: torch.Tensor,
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    slots: torch.Tensor,
+    dense: bool,
+    excluded_slots: torch.Tensor | None = None,
+) -> None:
+    """Writes ``<queries[l], table[slots[l, r]]>`` into ``out`` [L, R] (may be a column slice),
+    chunk by chunk. ``excluded_slots`` [L] (a slot, or -1 for none) makes the logit -inf wherever
+    ``slots[l, r] == excluded_slots[l]``: in the dense strategy by writing -inf into the chunk's
+    [c, U] scores before the gather (c writes instead of a pass over [c, R])."""
+    num_rows, num_samples = slots.shape
+    width = table.shape[0] if dense else num_samples * table.shape[1]
+    step = _chunk_rows(width)
+    if dense:
+        buffer = _WORKSPACE.get("scores", min(step, num_rows), table.shape[0], queries)
+    minus_inf = queries.new_full((), float("-inf"))
+    for start in range(0, num_rows, step):
+        end = min(start + step, num_rows)
+        if dense:
+            scores = torch.mm(queries[start:end], table.t(), out=buffer[: end - start])
+            if excluded_slots is not None:  # rows without one (-1) rewrite column 0 unchanged
+                excluded = excluded_slots[start:end].unsqueeze(1)
+                column = excluded.clamp(min=0)
+                kept = scores.gather(1, column)
+                scores.scatter_(1, column, torch.where(excluded >= 0, minus_inf, kept))
+            torch.gather(scores, 1, slots[start:end], out=out[start:end])
+        else:
+            rows = F.embedding(slots[start:end], table)  # [c, R, D]
+            logits = torch.bmm(rows, queries[start:end].unsqueeze(-1)).squeeze(-1)
+            if excluded_slots is not None:
+                hits = slots[start:end] == excluded_slots[start:end].unsqueeze(1)
+                logits.masked_fill_(hits, minus_inf)
+            out[start:end] = logits
+
+
+def _input_grads(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    slots: torch.Tensor,
+    grad_out: torch.Tensor,
+    dense: bool,
+    needs: tuple[bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of ``sum(grad_out * logits)`` ([L, R], contiguous) for (queries, table), each
+    None when ``needs`` says it is not wanted."""
+    grad_q = None
+    if needs[0]:
+        grad_q = F.embedding_bag(slots, table, per_sample_weights=grad_out, mode="sum")
+    if not needs[1]:
+        return grad_q, None
+    num_rows, num_samples = slots.shape
+    width = table.shape[0] if dense else num_samples * table.shape[1]
+    step = _chunk_rows(width)
+    if dense:  # all zeros; after each chunk only the scattered entries are reset
+        scratch = _WORKSPACE.get("zeros", min(step, num_rows), table.shape[0], grad_out)
+        try:
+            return grad_q, _dense_table_grad(queries, slots, grad_out, scratch, step)
+        except BaseException:
+            _WORKSPACE.discard("zeros", grad_out)
+            raise
+    grad_table = torch.zeros_like(table)
+    for start in range(0, num_rows, step):
+        end = min(start + step, num_rows)
+        outer = grad_out[start:end].unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
+        grad_table.index_add_(0, slots[start:end].reshape(-1), outer.reshape(-1, table.shape[1]))
+    return grad_q, grad_table
+
+
 class _SampledDotLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, queries, table, slots, dense: bool):  # noqa: ANN001 (autograd signature)
-        num_rows, num_samples = slots.shape
-        out = queries.new_empty(num_rows, num_samples)
-        width = table.shape[0] if dense else num_samples * table.shape[1]
-        step = _chunk_rows(width)
-        if dense:
-            buffer = _WORKSPACE.get("scores", min(step, num_rows), table.shape[0], queries)
-        for start in range(0, num_rows, step):
-            end = min(start + step, num_rows)
-            if dense:
-                scores = torch.mm(queries[start:end], table.t(), out=buffer[: end - start])
-                torch.gather(scores, 1, slots[start:end], out=out[start:end])
-            else:
-                rows = F.embedding(slots[start:end], table)  # [c, R, D]
-                out[start:end] = torch.bmm(rows, queries[start:end].unsqueeze(-1)).squeeze(-1)
+        out = queries.new_empty(slots.shape)
+        _negative_logits_into(out, queries, table, slots, dense)
         ctx.save_for_backward(queries, table, slots)
         ctx.dense = dense
         return out
@@ -101,33 +166,34 @@ class _SampledDotLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001 (autograd signature)
         queries, table, slots = ctx.saved_tensors
-        dense = ctx.dense
-        grad_out = grad_out.contiguous()
-        need_q, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_q = None
-        if need_q:
-            grad_q = F.embedding_bag(slots, table, per_sample_weights=grad_out, mode="sum")
-        if not need_table:
-            return grad_q, None, None, None
-        num_rows, num_samples = slots.shape
-        width = table.shape[0] if dense else num_samples * table.shape[1]
-        step = _chunk_rows(width)
-        if dense:  # all zeros; after each chunk only the scattered entries are reset
-            scratch = _WORKSPACE.get("zeros", min(step, num_rows), table.shape[0], grad_out)
-            try:
-                grad_table = _dense_table_grad(queries, slots, grad_out, scratch, step)
-            except BaseException:
-                _WORKSPACE.discard("zeros", grad_out)
-                raise
-            return grad_q, grad_table, None, None
-        grad_table = torch.zeros_like(table)
-        for start in range(0, num_rows, step):
-            end = min(start + step, num_rows)
-            outer = grad_out[start:end].unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
-            grad_table.index_add_(
-                0, slots[start:end].reshape(-1), outer.reshape(-1, table.shape[1])
-            )
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        grad_q, grad_table = _input_grads(
+            queries, table, slots, grad_out.contiguous(), ctx.dense, needs
+        )
         return grad_q, grad_table, None, None
+
+
+class _SampledSoftmaxLosses(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, queries, table, positive_logits, slots, positive_slots, dense: bool):  # noqa: ANN001
+        logits = queries.new_empty(slots.shape[0], 1 + slots.shape[1])  # [L, 1 + R]
+        logits[:, 0] = positive_logits
+        _negative_logits_into(logits[:, 1:], queries, table, slots, dense, positive_slots)
+        lse = torch.logsumexp(logits, dim=1)  # [L]
+        ctx.save_for_backward(queries, table, slots, logits, lse)
+        ctx.dense = dense
+        return lse - logits[:, 0]
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
+        queries, table, slots, logits, lse = ctx.saved_tensors
+        grad = grad.contiguous()
+        probabilities = logits.sub(lse.unsqueeze(1)).exp_()  # softmax over [L, 1 + R]
+        grad_negatives = torch.mul(probabilities[:, 1:], grad.unsqueeze(1))  # [L, R] contiguous
+        grad_positive = probabilities[:, 0] * grad - grad
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        grad_q, grad_table = _input_grads(queries, table, slots, grad_negatives, ctx.dense, needs)
+        return grad_q, grad_table, grad_positive, None, None, None
 
 
 def _dense_table_grad(
@@ -165,4 +231,35 @@ def sampled_dot_logits(
         dense = use_dense(table.shape[0], slots.shape[1])
     return _SampledDotLogits.apply(
         queries.contiguous(), table.contiguous(), slots.contiguous(), bool(dense)
+    )
+
+
+def sampled_softmax_losses(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    positive_logits: torch.Tensor,
+    slots: torch.Tensor,
+    positive_slots: torch.Tensor,
+    dense: bool | None = None,
+) -> torch.Tensor:
+    """Per-row sampled-softmax loss ``logsumexp([p_l, n_l1 .. n_lR]) - p_l`` -> [L].
+
+    queries [L, D], table [U, D], positive_logits [L] (``p_l``), slots [L, R] int64,
+    positive_slots [L] int64: the positive's slot in the table, or -1. ``n_lr`` is
+    ``<queries[l], table[slots[l, r]]>``, or -inf where ``slots[l, r] == positive_slots[l]``
+    (an accidental hit). Differentiable in queries, table and positive_logits. Equals
+    :func:`sampled_dot_logits` + the hit mask + ``logsumexp`` (tested), without the [L, 1 + R]
+    concatenation, the masked copy and their gradients' copies.
+    """
+    if slots.dim() != 2 or positive_slots.shape != slots.shape[:1]:
+        raise ValueError("sampled_softmax_losses: slots [L, R] and positive_slots [L] expected")
+    if dense is None:
+        dense = use_dense(table.shape[0], slots.shape[1])
+    return _SampledSoftmaxLosses.apply(
+        queries.contiguous(),
+        table.contiguous(),
+        positive_logits,
+        slots.contiguous(),
+        positive_slots,
+        bool(dense),
     )

@@ -251,10 +251,18 @@ def test_get_weighted_loss_names_an_unknown_key_and_the_available_ones():
 
 
 @pytest.mark.parametrize("loss_kind", ["softmax", "bce"])
-@pytest.mark.parametrize("local", [False, True])
-def test_fused_dot_product_path_equals_the_plain_path(loss_kind, local):
-    """The fused (chunked, no [L, R, D] gather) path: same loss and gradients as the plain one."""
+@pytest.mark.parametrize("sampler_kind", ["in-batch", "in-batch-repeated", "local", "local-sparse"])
+def test_fused_dot_product_path_equals_the_plain_path(loss_kind, sampler_kind, monkeypatch):
+    """The fused (chunked, no [L, R, D] gather) path: same loss and gradients as the plain one.
+
+    Covers the sampled-softmax op (unique candidates: in-batch dedup, local; dense and sparse
+    strategies) and its fallback when the in-batch table repeats ids."""
     from generative_recommenders.modeling.negatives import LocalNegativesSampler
+    from generative_recommenders.ops import sampled_dot
+
+    if sampler_kind == "local-sparse":
+        monkeypatch.setattr(sampled_dot, "DENSE_TABLE_FACTOR", 0)
+    local = sampler_kind.startswith("local")
 
     ids, weights, table, outputs = _inputs(5)
     results = []
@@ -271,7 +279,8 @@ def test_fused_dot_product_path_equals_the_plain_path(loss_kind, local):
                 generator=gen,
             )
         else:
-            sampler = InBatchNegativesSampler(True, 1e-6, generator=gen)
+            dedup = sampler_kind == "in-batch"
+            sampler = InBatchNegativesSampler(True, 1e-6, dedup, generator=gen)
         if loss_kind == "softmax":
             module = SampledSoftmaxLoss(16, 0.05, fused=fused)
         else:

@@ -115,3 +115,25 @@ def test_local_sampler_does_not_adopt_the_item_table_as_its_own_parameters():
     table = nn.Embedding(6, 2)
     sampler = LocalNegativesSampler(table, torch.tensor([1, 2, 5]), False, 1e-6)
     assert list(sampler.parameters()) == [] and list(sampler.state_dict()) == []
+
+
+def test_candidate_slots_find_each_id_in_a_gappy_unsorted_catalogue():
+    catalogue = torch.tensor([30, 4, 17, 9], dtype=torch.int64)
+    sampler = LocalNegativesSampler(lambda x: x.float().unsqueeze(-1), catalogue, False, 1e-6)
+    slots = sampler.candidate_slots(torch.tensor([17, 30, 5, 9, 31, 1]))
+    assert slots.tolist() == [2, 0, -1, 3, -1, -1]
+
+
+def test_local_sampler_refuses_a_catalogue_with_a_repeated_id():
+    with pytest.raises(ValueError, match="distinct"):
+        LocalNegativesSampler(lambda x: x, torch.tensor([3, 5, 3]), False, 1e-6)
+
+
+def test_in_batch_candidate_slots_with_and_without_dedup():
+    ids, embeddings = _batch()
+    sampler = InBatchNegativesSampler(l2_norm=False, l2_norm_eps=1e-6)
+    sampler.process_batch(ids.view(-1), ids.view(-1) != 0, embeddings.view(-1, 3))
+    assert sampler.candidate_slots(torch.tensor([9, 2, 7, 5])).tolist() == [2, 0, -1, 1]
+    repeated = InBatchNegativesSampler(False, 1e-6, dedup_embeddings=False)
+    repeated.process_batch(ids.view(-1), ids.view(-1) != 0, embeddings.view(-1, 3))
+    assert repeated.candidate_slots(torch.tensor([9, 2])) is None  # 2 and 5 occur twice

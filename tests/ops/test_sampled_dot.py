@@ -69,3 +69,62 @@ def test_reused_workspace_stays_correct_across_calls_of_other_sizes():
         slots = torch.randint(0, items, (rows, 5), generator=gen)
         upstream = torch.randn(rows, 5, generator=gen, dtype=torch.float64)
         _assert_equal_to_plain(queries, table, slots, upstream, dense=True)
+
+
+def _softmax_losses_plain(queries, table, positive_logits, slots, positive_slots):
+    """The plain formula: gathered logits, hits (slot == positive's slot) to -inf, logsumexp."""
+    negatives = sampled_dot_logits_reference(queries, table, slots)  # [L, R]
+    negatives = negatives.masked_fill(slots == positive_slots.unsqueeze(1), float("-inf"))
+    logits = torch.cat([positive_logits.unsqueeze(1), negatives], dim=1)
+    return torch.logsumexp(logits, dim=1) - positive_logits
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("chunk_elements", [7, 1 << 22])
+def test_sampled_softmax_losses_equal_the_plain_formula(dense, chunk_elements, monkeypatch):
+    monkeypatch.setattr(sampled_dot, "CHUNK_ELEMENTS", chunk_elements)
+    gen = torch.Generator().manual_seed(3)
+    queries = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    table = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    positive_logits = torch.randn(12, generator=gen, dtype=torch.float64)
+    slots = torch.randint(0, 6, (12, 8), generator=gen)
+    positive_slots = torch.randint(0, 6, (12,), generator=gen)
+    positive_slots[[2, 7]] = -1  # positives that are not in the table: nothing masked
+    slots[0, :3] = positive_slots[0]  # accidental hits, some repeated
+    assert int((slots == positive_slots.unsqueeze(1)).sum()) >= 3
+    upstream = torch.rand(12, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (
+        _softmax_losses_plain,
+        lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense),
+    ):
+        leaves = [t.clone().requires_grad_(True) for t in (queries, table, positive_logits)]
+        losses = fn(*leaves, slots, positive_slots)
+        (losses * upstream).sum().backward()
+        results.append((losses.detach(), *(t.grad for t in leaves)))
+    for plain, fast in zip(*results, strict=True):
+        torch.testing.assert_close(fast, plain)
+
+
+def test_sampled_softmax_losses_gradcheck():
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+    slots = torch.randint(0, 5, (4, 3), generator=gen)
+    positive_slots = torch.tensor([slots[0, 0], -1, 2, 4])
+    for dense in (True, False):
+        assert torch.autograd.gradcheck(
+            lambda a, b, c, d=dense: sampled_dot.sampled_softmax_losses(
+                a, b, c, slots, positive_slots, d
+            ),
+            (q, t, p),
+        )
+
+
+def test_sampled_softmax_losses_shapes_are_checked():
+    with pytest.raises(ValueError, match="positive_slots"):
+        sampled_dot.sampled_softmax_losses(
+            torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2), torch.zeros(2, 5).long(),
+            torch.zeros(3).long(),
+        )  # fmt: skip
