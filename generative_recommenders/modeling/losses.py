@@ -13,9 +13,10 @@ the negatives' logits come from :func:`generative_recommenders.ops.sampled_dot.s
 against the sampler's normalised candidate table, in chunks, so neither the ``[L, R, D]`` negatives
 nor the ``[L, 1 + R, D]`` candidates are ever materialised. The sampled softmax with independent
 negatives goes through :func:`~generative_recommenders.ops.sampled_dot.sampled_softmax_losses`
-(logits, hit mask and logsumexp in one op), when every candidate id has one slot
-(``sampler.candidate_slots``; not so for an in-batch table without dedup). ``fused=False`` keeps the plain path
-below (the reference the fast path is tested against); other similarities always take it.
+(logits, hit mask and logsumexp in one op) when every candidate id has one slot
+(``sampler.candidate_slots``; not so for an in-batch table without dedup). ``fused=False`` keeps
+the plain path below (the reference the fast path is tested against); other similarities always
+take it.
 
 Memory (plain path): negatives are drawn as int64 slots first and their embeddings gathered per
 chunk of positions; with ``activation_checkpoint`` each chunk's gather and scoring run under

@@ -213,9 +213,8 @@ class InBatchNegativesSampler(_UniformSampler):
     def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self._dedup:
             return None
-        return self._ids, torch.arange(
-            self._ids.shape[0], device=self._ids.device
-        )  # unique: sorted
+        slots = torch.arange(self._ids.shape[0], device=self._ids.device)
+        return self._ids, slots  # torch.unique's ids are sorted
 
     def debug_str(self) -> str:
         return f"in-batch{'-l2' if self._l2_norm else ''}{'-dedup' if self._dedup else ''}"
