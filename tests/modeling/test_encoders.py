@@ -106,3 +106,37 @@ def test_debug_strings_name_the_architecture():
 def test_hstu_rejects_unknown_choices(kwargs):
     with pytest.raises(ValueError, match="expected one of"):
         build_hstu(**kwargs)
+
+
+def test_sasrec_without_per_block_padding_zeroing_gives_the_same_outputs_and_gradients():
+    """SASRec zeroes padding rows only in its input and output; zeroing them after every block
+    as well (the reference) must not change any valid output or any parameter's gradient."""
+    import copy
+
+    from torch import nn
+
+    class ZeroPaddingAfter(nn.Module):
+        def __init__(self, block: nn.Module, mask: torch.Tensor) -> None:
+            super().__init__()
+            self.block, self.mask = block, mask
+
+        def forward(self, x, causal_bias):
+            return self.block(x, causal_bias) * self.mask
+
+    torch.manual_seed(0)
+    model = build_sasrec().double()
+    model.attention_group_size = 64  # one group: rows sorted by length, width = longest
+    lengths, ids, payloads = random_batch([6, 9, 2], width=10, seed=3)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    mask = (torch.arange(9) < lengths[order].unsqueeze(1)).unsqueeze(-1).double()  # [3, 9, 1]
+    reference = copy.deepcopy(model)
+    reference.blocks = nn.ModuleList(ZeroPaddingAfter(b, mask) for b in reference.blocks)
+    upstream = torch.randn(3, 10, DIM, dtype=torch.float64)
+    results = []
+    for m in (reference, model):
+        outputs = run(m, lengths, ids, payloads)
+        (outputs * upstream).sum().backward()
+        results.append([outputs.detach()] + [p.grad for p in m.parameters()])
+    assert len(results[0]) == len(results[1]) > 5
+    for expected, actual in zip(*results, strict=True):
+        torch.testing.assert_close(actual, expected)

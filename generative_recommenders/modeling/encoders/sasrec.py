@@ -59,14 +59,13 @@ class SASRecBlock(nn.Module):
             if parameter.dim() >= 2:
                 nn.init.xavier_normal_(parameter)
 
-    def forward(
-        self, x: torch.Tensor, causal_bias: torch.Tensor, valid_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """x [B, N, D], causal_bias [N, N] (:func:`causal_bias`), valid_mask [B, N, 1] -> [B, N, D]."""
+    def forward(self, x: torch.Tensor, causal_bias: torch.Tensor) -> torch.Tensor:
+        """x [B, N, D], causal_bias [N, N] (:func:`causal_bias`) -> [B, N, D].
+
+        Padding rows are not zeroed here (see :class:`SASRec`)."""
         q = self.attention_norm(x)
         x = self.ffn_norm(q + self.attend(q, x, causal_bias))
-        x = x + self.ffn(x)
-        return x * valid_mask
+        return x + self.ffn(x)
 
     def attend(self, q: torch.Tensor, x: torch.Tensor, causal_bias: torch.Tensor) -> torch.Tensor:
         """``self.attention(q, x, x, attn_mask=causal_bias)`` written out with its parameters.
@@ -113,9 +112,13 @@ def causal_bias(width: int, device: torch.device, dtype: torch.dtype) -> torch.T
 class SASRec(SequentialEncoder):
     """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> postprocessor.
 
-    Padding rows are zeroed after every block and in the output. ``max_sequence_len`` and
-    ``max_output_len`` are recorded for the run name and sizing only; the positional table lives in
-    the preprocessor.
+    Padding rows are zeroed in the input and the output only. Between blocks they would be
+    multiplied by zero for nothing: histories are left-aligned, so a valid position attends only
+    to earlier, valid positions, and padding rows never reach a valid row in either direction
+    (their logits are -inf, their softmax weights exactly 0, and their output gradients 0), which
+    keeps the valid rows and all parameter gradients bit for bit as with the per-block zeroing.
+    ``max_sequence_len`` and ``max_output_len`` are recorded for the run name and sizing only; the
+    positional table lives in the preprocessor.
     """
 
     def __init__(
@@ -172,19 +175,19 @@ class SASRec(SequentialEncoder):
         )
         groups = length_groups(past_lengths, self.attention_group_size)
         outputs = [
-            self.output_postproc(self._run_blocks(h, mask)) * mask
+            self.output_postproc(self._run_blocks(h)) * mask
             for h, mask in zip(to_groups(x, groups), to_groups(valid_mask, groups), strict=True)
         ]  # post-processed per group: ~sum(lengths) rows instead of B * N
         return lengths, ungroup(outputs, groups.order, x.shape[1])
 
-    def _run_blocks(self, x: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
-        """x [b, w, D], valid_mask [b, w, 1] -> [b, w, D] after every block."""
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """x [b, w, D] -> [b, w, D] after every block (padding rows not zeroed)."""
         bias = causal_bias(x.shape[1], x.device, x.dtype)
         for block in self.blocks:
             if self.activation_checkpoint and self.training:
-                x = checkpoint(block, x, bias, valid_mask, use_reentrant=False)
+                x = checkpoint(block, x, bias, use_reentrant=False)
             else:
-                x = block(x, bias, valid_mask)
+                x = block(x, bias)
         return x
 
     def debug_str(self) -> str:
