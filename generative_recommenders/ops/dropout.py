@@ -37,18 +37,6 @@ def keep_scale(
     return words.sub_(cut).clamp_(0.0, 1.0).mul_(_LEVELS / (_LEVELS - threshold)).view(shape)
 
 
-class _Scale(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, multiplier):  # noqa: ANN001 (autograd signature)
-        ctx.save_for_backward(multiplier)
-        return x * multiplier
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001 (autograd signature)
-        (multiplier,) = ctx.saved_tensors
-        return grad * multiplier, None
-
-
 def dropout(
     x: torch.Tensor, p: float, training: bool, keep: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -66,7 +54,7 @@ def dropout(
     multiplier = keep_scale(x.shape, p, x.device, x.dtype)
     if keep is not None:
         multiplier.mul_(keep)
-    return _Scale.apply(x, multiplier)
+    return x * multiplier  # autograd keeps only the multiplier (it needs no gradient)
 
 
 class Dropout(nn.Dropout):
