@@ -80,7 +80,10 @@ def use_dense(num_rows_table: int, num_to_sample: int) -> bool:
     return num_rows_table <= DENSE_TABLE_FACTOR * num_to_sample
 
 
-def _chunk_rows(width: int) -> int:
+def _chunk_rows(table: torch.Tensor, num_samples: int, dense: bool) -> int:
+    """Rows per chunk so that a chunk's temporaries ([c, U] dense, [c, R, D] sparse) stay
+    within ``CHUNK_ELEMENTS`` floats."""
+    width = table.shape[0] if dense else num_samples * table.shape[1]
     return max(1, CHUNK_ELEMENTS // max(1, width))
 
 
@@ -97,8 +100,7 @@ def _negative_logits_into(
     ``slots[l, r] == excluded_slots[l]``: in the dense strategy by writing -inf into the chunk's
     [c, U] scores before the gather (c writes instead of a pass over [c, R])."""
     num_rows, num_samples = slots.shape
-    width = table.shape[0] if dense else num_samples * table.shape[1]
-    step = _chunk_rows(width)
+    step = _chunk_rows(table, num_samples, dense)
     if dense:
         buffer = _WORKSPACE.get("scores", min(step, num_rows), table.shape[0], queries)
     minus_inf = queries.new_full((), float("-inf"))
@@ -137,8 +139,7 @@ def _input_grads(
     if not needs[1]:
         return grad_q, None
     num_rows, num_samples = slots.shape
-    width = table.shape[0] if dense else num_samples * table.shape[1]
-    step = _chunk_rows(width)
+    step = _chunk_rows(table, num_samples, dense)
     if dense:  # all zeros; after each chunk only the scattered entries are reset
         scratch = _WORKSPACE.get("zeros", min(step, num_rows), table.shape[0], grad_out)
         try:

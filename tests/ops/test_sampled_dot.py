@@ -26,17 +26,25 @@ def test_values_and_gradients_equal_the_plain_formula(dense, chunk_elements, mon
     _assert_equal_to_plain(queries, table, slots, upstream, dense)
 
 
+def _assert_same_values_and_gradients(plain, fast, leaves, constants, upstream) -> None:
+    """``plain(*leaves, *constants)`` and ``fast(...)``: equal outputs and gradients of every
+    leaf (each call gets fresh copies of the leaves)."""
+    results = []
+    for fn in (plain, fast):
+        copies = [t.clone().requires_grad_(True) for t in leaves]
+        out = fn(*copies, *constants)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), *(t.grad for t in copies)))
+    for expected, actual in zip(*results, strict=True):
+        torch.testing.assert_close(actual, expected)
+
+
 def _assert_equal_to_plain(queries, table, slots, upstream, dense=None) -> None:
     """Values and both gradients of ``sampled_dot_logits`` equal the plain formula's."""
-    results = []
-    for fn in (sampled_dot_logits_reference, lambda q, t, s: sampled_dot_logits(q, t, s, dense)):
-        q = queries.clone().requires_grad_(True)
-        t = table.clone().requires_grad_(True)
-        out = fn(q, t, slots)
-        (out * upstream).sum().backward()
-        results.append((out.detach(), q.grad, t.grad))
-    for plain, fast in zip(*results, strict=True):
-        torch.testing.assert_close(fast, plain)
+    fast = lambda q, t, s: sampled_dot_logits(q, t, s, dense)  # noqa: E731
+    _assert_same_values_and_gradients(
+        sampled_dot_logits_reference, fast, (queries, table), (slots,), upstream
+    )
 
 
 def test_gradcheck_both_strategies():
@@ -93,17 +101,13 @@ def test_sampled_softmax_losses_equal_the_plain_formula(dense, chunk_elements, m
     slots[0, :3] = positive_slots[0]  # accidental hits, some repeated
     assert int((slots == positive_slots.unsqueeze(1)).sum()) >= 3
     upstream = torch.rand(12, generator=gen, dtype=torch.float64)
-    results = []
-    for fn in (
+    _assert_same_values_and_gradients(
         _softmax_losses_plain,
         lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense),
-    ):
-        leaves = [t.clone().requires_grad_(True) for t in (queries, table, positive_logits)]
-        losses = fn(*leaves, slots, positive_slots)
-        (losses * upstream).sum().backward()
-        results.append((losses.detach(), *(t.grad for t in leaves)))
-    for plain, fast in zip(*results, strict=True):
-        torch.testing.assert_close(fast, plain)
+        (queries, table, positive_logits),
+        (slots, positive_slots),
+        upstream,
+    )
 
 
 def test_sampled_softmax_losses_gradcheck():
