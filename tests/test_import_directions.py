@@ -16,6 +16,16 @@ ALLOWED = {
     "training": {"training", "evaluation", "retrieval", "modeling", "ops", "data"},
     "data": {"data"},
     "config": {"config", "training", "evaluation", "retrieval", "modeling", "ops", "data"},
+    "search": {
+        "search",
+        "config",
+        "training",
+        "evaluation",
+        "retrieval",
+        "modeling",
+        "ops",
+        "data",
+    },
     "recommend": {
         "recommend",
         "config",

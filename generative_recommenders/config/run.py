@@ -6,7 +6,9 @@ import datetime
 import logging
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gin
@@ -37,6 +39,8 @@ from generative_recommenders.training.trainer import Trainer
 
 _LOG = logging.getLogger(__name__)
 
+EvaluationCallback = Callable[[int, dict[str, float], bool], None]
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -49,6 +53,7 @@ class RunOptions:
     ckpt_dir: str = "ckpts/"
     resume: str | None = None
     debug_anomaly: bool = False
+    final_test: bool = True  # False in search trials: they never look at the test split
 
 
 def load_config(options: RunOptions) -> TrainConfig:
@@ -68,27 +73,47 @@ def preflight(options: RunOptions) -> TrainConfig:
     return config
 
 
-def run_training(options: RunOptions, topology: Topology) -> dict | None:
-    """Validate, then start this node's workers; returns the final metrics when run in-process."""
+def run_training(
+    options: RunOptions, topology: Topology, on_full_evaluation: EvaluationCallback | None = None
+) -> dict | None:
+    """Validate, then start this node's workers; returns the final metrics when run in-process.
+
+    ``on_full_evaluation`` (see :class:`Trainer`) needs a one-process job: it is a live callable,
+    which cannot cross a process spawn.
+    """
     preflight(options)
-    return launch(train_worker, topology, options)
+    if on_full_evaluation is None:
+        return launch(train_worker, topology, options)
+    if topology.world_size != 1:
+        raise UserInputError("an evaluation callback needs a one-process run (world size 1)")
+    return launch(partial(train_worker, on_full_evaluation=on_full_evaluation), topology, options)
 
 
-def train_worker(context: DistributedContext, init_method: str, options: RunOptions) -> dict:
+def train_worker(
+    context: DistributedContext,
+    init_method: str,
+    options: RunOptions,
+    on_full_evaluation: EvaluationCallback | None = None,
+) -> dict:
     """Everything one rank does: configure, build, (resume,) fit. Returns the final metrics."""
     prefix = f"[rank {context.rank}] " if context.world_size > 1 else ""
     configure_logging(logging.INFO if context.is_main else logging.WARNING, prefix=prefix)
     config = load_config(options)
     init_distributed(context, init_method)
     try:
-        result = _train(config, context, options)
+        result = _train(config, context, options, on_full_evaluation)
         finish_distributed()
         return result
     finally:
         shutdown_distributed()
 
 
-def _train(config: TrainConfig, context: DistributedContext, options: RunOptions) -> dict:
+def _train(
+    config: TrainConfig,
+    context: DistributedContext,
+    options: RunOptions,
+    on_full_evaluation: EvaluationCallback | None = None,
+) -> dict:
     tune_allocator()  # keep glibc from unmapping and re-faulting the step's large buffers
     set_cpu_threads(context)
     torch.autograd.set_detect_anomaly(options.debug_anomaly)
@@ -119,6 +144,8 @@ def _train(config: TrainConfig, context: DistributedContext, options: RunOptions
         logger=logger,
         checkpoint_dir=checkpoint_dir,
         run_record=record,
+        on_full_evaluation=on_full_evaluation,
+        final_test=options.final_test,
     )
     if resume_state is not None:
         trainer.load_state_dict(resume_state, resume_path)
@@ -191,3 +218,30 @@ def _git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def evaluate_checkpoint(options: RunOptions, checkpoint_path: Path, split: str = "test") -> dict:
+    """Full evaluation of a checkpoint's model on ``split`` ("test" or "selection"), one process.
+
+    ``options`` must give the configuration the checkpoint was trained with (its files and
+    bindings); the weights are checked against it. Used to test a search's best trial once.
+    """
+    config = load_config(options)
+    validate_choices(config)
+    context = DistributedContext(rank=0, local_rank=0, world_size=1, device=_default_device())
+    store = SequenceStore.open(options.data_dir, config.dataset_name)
+    seed_everything(config.random_seed)
+    built = build_training(config, store, context)
+    state = ckpt.load_checkpoint(checkpoint_path)
+    ckpt.check_compatible(built.model.state_dict(), state["model"], checkpoint_path)
+    built.model.load_state_dict(state["model"])
+    data = built.data.test if split == "test" else built.data.selection
+    if data is None:
+        raise UserInputError(f"{checkpoint_path}: no {split} split under this protocol")
+    encoder = built.model.encoder.eval()
+    with torch.no_grad():
+        return built.evaluate_fn(encoder, data, None)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")

@@ -103,6 +103,11 @@ class Trainer:
         logger: TensorBoard and JSON records (active on rank 0).
         checkpoint_dir: this run's checkpoint folder.
         run_record: static facts about the run, stored in every checkpoint (config, run name, ...).
+        on_full_evaluation: called on rank 0 as ``(epoch, metrics, improved)`` after each full
+            evaluation of the selection split, once that epoch's checkpoints are written (a
+            hyperparameter search reports to its scheduler from here).
+        final_test: evaluate the held-out test item at the end (validation protocol). A search
+            turns it off: its trials must never look at the test split.
     """
 
     def __init__(
@@ -115,6 +120,8 @@ class Trainer:
         logger: RunLogger,
         checkpoint_dir: Path,
         run_record: dict,
+        on_full_evaluation: Callable[[int, dict[str, float], bool], None] | None = None,
+        final_test: bool = True,
     ) -> None:
         self.model = model.to(context.device)
         self.data = data
@@ -124,6 +131,8 @@ class Trainer:
         self.logger = logger
         self.checkpoint_dir = checkpoint_dir
         self.run_record = run_record
+        self.on_full_evaluation = on_full_evaluation
+        self.final_test = final_test
         self.state = TrainingState()
         self.optimizer = make_optimizer(self.model, schedule.learning_rate, schedule.weight_decay)
         self.scheduler = make_warmup_scheduler(self.optimizer, schedule.num_warmup_steps)
@@ -165,7 +174,7 @@ class Trainer:
         seed_everything(epoch_seed(self.schedule.random_seed, epoch, self.context.rank))
         self.data.set_epoch(self.data.train.loader, epoch)
         self.model.train()
-        show_bar = self.context.is_main and sys.stderr.isatty()
+        show_bar = self.context.is_main and getattr(sys.stderr, "isatty", lambda: False)()
         progress = tqdm(
             self.data.train.loader, desc=f"epoch {epoch}", disable=not show_bar, leave=False
         )
@@ -224,6 +233,8 @@ class Trainer:
                 improved = self._update_best(epoch, full_metrics)
             self.state.epoch = epoch + 1
             self._save(epoch, improved)
+            if full_metrics is not None and self.on_full_evaluation and self.context.is_main:
+                self.on_full_evaluation(epoch, full_metrics, improved)
             if self._should_stop():
                 if self.context.is_main:
                     _LOG.info(
@@ -259,6 +270,16 @@ class Trainer:
             if last_full is None:  # resumed after the last epoch, or stopped before any full eval
                 last_full = self.evaluate(self.data.selection, None)
             result = {"protocol": "test", "epoch": self.state.epoch - 1, "test": last_full}
+        elif not self.final_test:
+            result = {
+                "protocol": "valid",
+                "best_epoch": self.state.best_epoch,
+                "selection_metric": self.schedule.selection_metric,
+                "valid": self._best_validation_metrics(),
+            }
+            self.logger.json_file("metrics.json", result)
+            self.logger.flush()
+            return result
         else:
             best_path = self.checkpoint_dir / "best.pt"
             barrier()  # rank 0 has written best.pt
@@ -266,14 +287,11 @@ class Trainer:
                 self.model.load_state_dict(ckpt.load_checkpoint(best_path)["model"])
             assert self.data.test is not None
             test_metrics = self.evaluate(self.data.test, None)
-            valid_best = next(
-                (h for h in self.state.history if h["epoch"] == self.state.best_epoch), {}
-            )
             result = {
                 "protocol": "valid",
                 "best_epoch": self.state.best_epoch,
                 "selection_metric": self.schedule.selection_metric,
-                "valid": {k: v for k, v in valid_best.items() if k not in ("epoch", "loss")},
+                "valid": self._best_validation_metrics(),
                 "test": test_metrics,
             }
             self._console(f"test (best epoch {self.state.best_epoch})", test_metrics)
@@ -281,6 +299,10 @@ class Trainer:
         self.logger.json_file("metrics.json", result)
         self.logger.flush()
         return result
+
+    def _best_validation_metrics(self) -> dict[str, float]:
+        best = next((h for h in self.state.history if h["epoch"] == self.state.best_epoch), {})
+        return {k: v for k, v in best.items() if k not in ("epoch", "loss")}
 
     def _log_step(
         self, total: float, main: float, aux: dict[str, float], rate: float, seconds: float
