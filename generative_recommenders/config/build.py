@@ -27,6 +27,7 @@ from generative_recommenders.config.objective import (
     NEGATIVES_SHARING,
     SAMPLING_STRATEGIES,
     TOP_K_METHODS,
+    formula_loss_formula,
     get_weighted_loss,
 )
 from generative_recommenders.config.train import TrainConfig
@@ -70,6 +71,8 @@ def validate_choices(config: TrainConfig) -> None:
         ("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS),
     ):
         choose(binding, value, choices)
+    if config.loss_module == "FormulaLoss":
+        formula_loss_formula()
 
 
 def build_config_encoder(config: TrainConfig, max_item_id: int) -> nn.Module:
@@ -126,6 +129,14 @@ def build_loss(config: TrainConfig) -> nn.Module:
     sharing = choose("train_fn.negatives_sharing", config.negatives_sharing, NEGATIVES_SHARING)
     if config.loss_module == "BCELoss":
         return loss_class(temperature=1.0, negatives_sharing=sharing)
+    if config.loss_module == "FormulaLoss":
+        return loss_class(
+            formula=formula_loss_formula(),
+            num_to_sample=config.num_negatives,
+            softmax_temperature=config.temperature,
+            activation_checkpoint=config.loss_activation_checkpoint,
+            negatives_sharing=sharing,
+        )
     return loss_class(
         num_to_sample=config.num_negatives,
         softmax_temperature=config.temperature,

@@ -12,7 +12,10 @@ import gin
 import torch
 
 from generative_recommenders.config.choices import UnknownChoiceError
+from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling import losses
+from generative_recommenders.modeling.formula import FormulaError, parse
+from generative_recommenders.modeling.formula_loss import FormulaLoss
 from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.negatives import (
     InBatchNegativesSampler,
@@ -21,7 +24,11 @@ from generative_recommenders.modeling.negatives import (
 )
 from generative_recommenders.retrieval.brute_force import MIPSBruteForceTopK, MoLBruteForceTopK
 
-LOSS_MODULES: dict[str, type] = {"SampledSoftmaxLoss": SampledSoftmaxLoss, "BCELoss": BCELoss}
+LOSS_MODULES: dict[str, type] = {
+    "SampledSoftmaxLoss": SampledSoftmaxLoss,
+    "BCELoss": BCELoss,
+    "FormulaLoss": FormulaLoss,
+}
 SAMPLING_STRATEGIES: dict[str, type] = {
     "in-batch": InBatchNegativesSampler,
     "local": LocalNegativesSampler,
@@ -54,3 +61,28 @@ def get_weighted_loss(
         raise UnknownChoiceError(
             f"train_fn.loss_weights / get_weighted_loss.weights: {error}"
         ) from error
+
+
+@gin.configurable("FormulaLoss")
+def formula_loss_binding(formula: str | None = None) -> str | None:
+    """``FormulaLoss.formula``: the formula of ``train_fn.loss_module = "FormulaLoss"``."""
+    return formula
+
+
+def formula_loss_formula() -> str:
+    """The bound ``FormulaLoss.formula``, checked by the safe parser (never ``eval``).
+
+    Raises:
+        UserInputError: no formula bound, or one that does not parse (the message says where).
+    """
+    formula = formula_loss_binding()
+    if not formula:
+        raise UserInputError(
+            'train_fn.loss_module="FormulaLoss" needs FormulaLoss.formula, '
+            'e.g. FormulaLoss.formula = "softplus(neg - pos)"'
+        )
+    try:
+        parse(formula)
+    except FormulaError as error:
+        raise UserInputError(f"FormulaLoss.formula={formula!r}: {error}") from error
+    return formula

@@ -1,0 +1,79 @@
+"""``FormulaLoss``: a loss given as a formula over the sampled logits (see :mod:`.formula`).
+
+Per supervised position, with the positive's logit ``s+`` and the negatives' logits ``s_j`` (after
+the temperature; accidental hits excluded from every mean):
+
+- a pairwise formula ``f(pos, neg)``: ``mean_j f(s+, s_j)``, e.g. BPR is ``softplus(neg - pos)``;
+- a pointwise formula ``f(score, label)``: ``f(s+, 1) + mean_j f(s_j, 0)``, e.g. binary
+  cross-entropy is ``softplus(-score) * label + softplus(score) * (1 - label)``.
+
+It shares the sampled losses' jagged reduction, chunking, negatives and weighting; only the per-row
+loss is the formula.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from generative_recommenders.modeling.formula import Node, family, parse
+from generative_recommenders.modeling.losses import _SampledLoss
+from generative_recommenders.modeling.negatives import NegativesSharing
+
+
+def row_losses(formula: Node, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    """logits [c, 1 + R] (column 0 the positive), hits [c, R] bool -> per-row losses [c]."""
+    positive, negatives = logits[:, :1], logits[:, 1:]
+    keep = ~hits
+    count = keep.sum(dim=1).clamp(min=1)
+    if family(formula) == "pairwise":
+        values = formula.evaluate({"pos": positive, "neg": negatives}).expand_as(negatives)
+        return torch.where(keep, values, torch.zeros_like(values)).sum(dim=1) / count
+    ones, zeros = torch.ones_like(positive), torch.zeros_like(negatives)
+    positive_term = formula.evaluate({"score": positive, "label": ones}).expand_as(positive)
+    negative_terms = formula.evaluate({"score": negatives, "label": zeros}).expand_as(negatives)
+    negative_terms = torch.where(keep, negative_terms, torch.zeros_like(negative_terms))
+    return positive_term[:, 0] + negative_terms.sum(dim=1) / count
+
+
+class FormulaLoss(_SampledLoss):
+    """The sampled loss whose per-position value is ``formula`` (text, parsed safely).
+
+    Args:
+        formula: e.g. ``"softplus(neg - pos)"``; see :mod:`generative_recommenders.modeling.formula`.
+        num_to_sample: R negatives per position.
+        softmax_temperature: T, logits are divided by it before the formula.
+        activation_checkpoint, checkpoint_chunk_size, fused, negatives_sharing: as
+            :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss`.
+
+    Raises:
+        FormulaError: the formula does not parse.
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        num_to_sample: int,
+        softmax_temperature: float,
+        activation_checkpoint: bool = False,
+        checkpoint_chunk_size: int = 4096,
+        fused: bool = True,
+        negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+    ) -> None:
+        super().__init__(
+            num_to_sample,
+            softmax_temperature,
+            activation_checkpoint,
+            checkpoint_chunk_size,
+            fused,
+            negatives_sharing,
+        )
+        self.formula = parse(formula)
+
+    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        return row_losses(self.formula, logits, hits)
+
+    def debug_str(self) -> str:
+        digest = hashlib.sha1(self.formula.prefix().encode()).hexdigest()[:8]
+        return f"formula{digest}-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
