@@ -82,6 +82,16 @@ class Node:
         left, right = torch.broadcast_tensors(*values)
         return BINARY[self.op](left, right)
 
+    def folded(self) -> Node:
+        """The same formula with every variable-free subtree replaced by its value."""
+        if self.op in ("const", "var"):
+            return self
+        args = tuple(arg.folded() for arg in self.args)
+        if all(arg.op == "const" for arg in args):
+            value = Node(self.op, args).evaluate({"_": torch.zeros((), dtype=torch.float64)})
+            return const(float(value))
+        return Node(self.op, args)
+
     def variables(self) -> set[str]:
         if self.op == "var":
             return {self.name}

@@ -57,3 +57,37 @@ def format_summary(summary: dict) -> str:
         f"results: {summary['out_dir']}/results.csv, best bindings: {summary['out_dir']}/best.gin",
     ]
     return "\n".join(lines)
+
+
+def run_loss_search_flags(flags) -> int:
+    """Run ``loss_search`` from parsed flags; returns the exit status (2 for bad input)."""
+    configure_logging()
+    from generative_recommenders.search.loss_search import LossSearchSettings, run_loss_search
+
+    out = flags.out or f"exps/loss_search/{datetime.datetime.now():%Y-%m-%d-%H%M%S}"
+    settings = LossSearchSettings(
+        config_files=tuple(flags.gin_config_file),
+        fixed_bindings=tuple(flags.gin_bindings),
+        budget=flags.budget,
+        proxy_epochs=flags.proxy_epochs,
+        top_k=flags.top_k,
+        seed=flags.seed,
+        out=out,
+        address=flags.address,
+        data_dir=flags.data_dir,
+        batch_size=flags.batch_size,
+        seeds=flags.seeds,
+        final_epochs=flags.final_epochs,
+        cpus_per_task=flags.cpus_per_task,
+        max_tokens=flags.max_tokens,
+    )
+    try:
+        summary = run_loss_search(settings)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    from generative_recommenders.search.loss_search import format_table
+
+    print(format_table(summary))
+    print(f"output: {out} (formulas.jsonl, checked.json, final.json, final.md)")
+    return 0

@@ -25,7 +25,10 @@ def test_choose_returns_the_class_and_names_the_choices_otherwise():
     with pytest.raises(ValueError) as caught:
         choose("train_fn.loss_module", "X", objective.LOSS_MODULES)
     message = str(caught.value)
-    assert message == "train_fn.loss_module='X' is not one of: SampledSoftmaxLoss, BCELoss, FormulaLoss"
+    assert (
+        message
+        == "train_fn.loss_module='X' is not one of: SampledSoftmaxLoss, BCELoss, FormulaLoss"
+    )
     assert isinstance(caught.value, UserInputError)
 
 
