@@ -3,6 +3,8 @@
     python preprocess_public_data.py --dataset ml-100k            # the embedded default
     python preprocess_public_data.py --dataset ml-1m --input_file ~/ml-1m.zip
     python preprocess_public_data.py --dataset csv --input_file events.tsv --name shop
+    python preprocess_public_data.py --dataset amazon-2023 --category Video_Games \
+        --input_file Video_Games.jsonl.gz --meta_file meta_Video_Games.jsonl.gz
 
 Bad input prints one line on stderr and exits with status 2.
 """
@@ -23,7 +25,9 @@ from generative_recommenders.logs import configure_logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "dataset", "ml-100k", f"One of {', '.join(PUBLIC_DATASETS)}, csv, or all (the four public)."
+    "dataset",
+    "ml-100k",
+    f"One of {', '.join(PUBLIC_DATASETS)}, amazon-2023, csv, or all (the four public).",
 )
 flags.DEFINE_string("data_dir", "tmp/", "Where stores (and downloads/) are written.")
 flags.DEFINE_string(
@@ -37,6 +41,16 @@ flags.DEFINE_string("rating_column", "rating", "csv: rating column (optional unl
 flags.DEFINE_string("sep", None, "csv: field separator (default by extension: , or tab).")
 flags.DEFINE_integer("min_user_interactions", 2, "csv: drop users with fewer events.")
 flags.DEFINE_integer("min_item_interactions", 1, "csv: drop items with fewer events.")
+flags.DEFINE_string(
+    "category", None, "amazon-2023: the category, e.g. Video_Games (default: the file's name)."
+)
+flags.DEFINE_integer(
+    "k_core", None, "amazon-2023: keep users and items with >= N interactions (iterated; 5)."
+)
+flags.DEFINE_string(
+    "meta_file", None, "amazon-2023: meta_<Category>.jsonl(.gz), for item titles (items.csv)."
+)
+_AMAZON_2023_FLAGS = ("category", "k_core", "meta_file")
 
 
 def _options() -> SourceOptions:
@@ -52,7 +66,19 @@ def _options() -> SourceOptions:
         sep=FLAGS.sep.encode().decode("unicode_escape") if FLAGS.sep else None,
         min_user_interactions=FLAGS.min_user_interactions,
         min_item_interactions=FLAGS.min_item_interactions,
+        category=FLAGS.category,
+        k_core=FLAGS.k_core,
+        meta_file=pathlib.Path(FLAGS.meta_file).expanduser() if FLAGS.meta_file else None,
     )
+
+
+def _check_flags(dataset: str) -> None:
+    """Flags that only amazon-2023 reads are an error elsewhere (never silently ignored)."""
+    if dataset == "amazon-2023":
+        return
+    given = [f"--{name}" for name in _AMAZON_2023_FLAGS if FLAGS[name].present]
+    if given:
+        raise UserInputError(f"{', '.join(given)} only apply to --dataset=amazon-2023")
 
 
 def run(dataset: str, opts: SourceOptions) -> None:
@@ -74,6 +100,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     configure_logging(logging.INFO)
     try:
+        _check_flags(FLAGS.dataset)
         run(FLAGS.dataset, _options())
     except UserInputError as e:
         print(f"error: {e}", file=sys.stderr)

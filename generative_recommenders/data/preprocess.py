@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from generative_recommenders.data.sources import SourceOptions, get_source
+from generative_recommenders.data.sources import SourceOptions, amazon_2023, get_source
 from generative_recommenders.data.sources.base import Interactions
 from generative_recommenders.data.sources.custom import store_name
 from generative_recommenders.data.splits import group_by_user, target_fingerprint
@@ -35,10 +35,18 @@ class Summary:
     users_too_short_for_eval: int
     target_fingerprint: str
     seconds: float
+    k_core: dict | None = None  # {"k", "rounds", "before", "after"} when a k-core was applied
 
     def lines(self) -> list[str]:
-        out = [
-            f"dataset            {self.dataset}",
+        out = [f"dataset            {self.dataset}"]
+        if self.k_core is not None:
+            before, after = self.k_core["before"], self.k_core["after"]
+            out += [
+                f"before k-core      {_counts(before)}",
+                f"after {self.k_core['k']}-core       {_counts(after)} "
+                f"({self.k_core['rounds']} rounds)",
+            ]
+        out += [
             f"users              {self.num_users:,}",
             f"items              {self.num_items:,}",
             f"interactions       {self.num_interactions:,}",
@@ -64,11 +72,23 @@ class Summary:
         return out
 
 
+def _counts(counts: dict) -> str:
+    return (
+        f"{counts['users']:,} users, {counts['items']:,} items, "
+        f"{counts['interactions']:,} interactions"
+    )
+
+
 def preprocess(dataset: str, opts: SourceOptions) -> Summary:
     """Read ``dataset``'s raw files (per ``opts``) and write its store under ``opts.data_dir``."""
     start = time.perf_counter()
     loader = get_source(dataset)
-    name = store_name(opts) if dataset == "csv" else dataset
+    if dataset == "csv":
+        name = store_name(opts)
+    elif dataset == amazon_2023.DATASET:
+        name = amazon_2023.store_name(opts)
+    else:
+        name = dataset
     interactions = loader(opts)
     return build_store(name, interactions, opts.data_dir, start=start)
 
@@ -160,4 +180,5 @@ def build_store(
         users_too_short_for_eval=int(np.count_nonzero(kept_lengths < 2)),
         target_fingerprint=fingerprint,
         seconds=time.perf_counter() - start,
+        k_core=inter.stats.get("k_core"),
     )

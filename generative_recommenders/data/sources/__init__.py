@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from generative_recommenders.data.sources.amazon import load_amazon_books
+from generative_recommenders.data.sources.amazon_2023 import load_amazon_2023
 from generative_recommenders.data.sources.base import Interactions, SourceOptions
 from generative_recommenders.data.sources.custom import load_custom
 from generative_recommenders.data.sources.movielens import load_ml_1m, load_ml_20m, load_ml_100k
@@ -15,6 +16,7 @@ SOURCES: dict[str, Callable[[SourceOptions], Interactions]] = {
     "ml-1m": load_ml_1m,
     "ml-20m": load_ml_20m,
     "amzn-books": load_amazon_books,
+    "amazon-2023": load_amazon_2023,
     "csv": load_custom,
 }
 

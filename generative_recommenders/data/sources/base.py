@@ -22,6 +22,9 @@ class SourceOptions:
         rating_required: the user passed ``--rating_column`` explicitly, so its absence is an error.
         sep: field separator for ``csv`` (None: by extension, "," or tab for .tsv).
         min_user_interactions, min_item_interactions: filters for ``csv``.
+        category: the Amazon Reviews 2023 category (``amazon-2023``), e.g. "Video_Games".
+        k_core: ``amazon-2023``'s k-core filter (None: the source's default, 5).
+        meta_file: ``amazon-2023``'s item metadata file (titles for ``items.csv``).
     """
 
     data_dir: pathlib.Path
@@ -35,6 +38,9 @@ class SourceOptions:
     sep: str | None = None
     min_user_interactions: int = 2
     min_item_interactions: int = 1
+    category: str | None = None
+    k_core: int | None = None
+    meta_file: pathlib.Path | None = None
 
     @property
     def downloads(self) -> pathlib.Path:
