@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.logs import configure_logging
+from generative_recommenders.training.curves import CURVES_FILE
 
 TABLE_METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "hr@200", "ndcg@200", "mrr")
 
@@ -66,4 +68,7 @@ def format_result(result: dict) -> str:
         lines.append(f"{name:<{width}}{cells}")
     if "run_dir" in result:
         lines.append(f"run folder: {result['run_dir']} (tensorboard --logdir {result['run_dir']})")
+        curves = Path(result["run_dir"]) / CURVES_FILE
+        if curves.is_file():
+            lines.append(f"curves: {curves}")
     return "\n".join(lines)

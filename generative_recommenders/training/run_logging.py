@@ -1,4 +1,4 @@
-"""Run records: TensorBoard scalars and JSON files on rank 0; every method is a no-op elsewhere."""
+"""Run records: TensorBoard scalars, JSON files and curves.png on rank 0; no-ops elsewhere."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from generative_recommenders.atomic import atomic_write_text
+from generative_recommenders.training.curves import CURVES_FILE, write_curves
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,6 +45,24 @@ class RunLogger:
     def json_file(self, name: str, payload: dict) -> None:
         if self.active:
             write_json_atomic(self.run_dir / name, payload)
+
+    def curves(
+        self,
+        history: list[dict],
+        best_epoch: int,
+        eval_split: str,
+        final_test: dict[str, float] | None = None,
+    ) -> None:
+        """(Re)draw ``curves.png``; a failure is a logged warning, never the end of training."""
+        if not self.active:
+            return
+        try:
+            write_curves(self.run_dir / CURVES_FILE, history, best_epoch, eval_split, final_test)
+        except Exception as error:  # a picture is never worth a lost run
+            _LOG.warning(
+                "could not write %s (%s: %s); training goes on",
+                self.run_dir / CURVES_FILE, type(error).__name__, error,
+            )  # fmt: skip
 
     def flush(self) -> None:
         if self._writer is not None:

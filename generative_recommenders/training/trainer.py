@@ -226,11 +226,15 @@ class Trainer:
         for epoch in range(self.state.epoch, schedule.num_epochs):
             mean_loss = self.train_epoch(epoch)
             full_metrics = self.end_of_epoch_evaluation(epoch)
-            self.state.history.append({"epoch": epoch, "loss": mean_loss, **(full_metrics or {})})
+            lr = self.scheduler.get_last_lr()[0]
+            self.state.history.append(
+                {"epoch": epoch, "loss": mean_loss, "lr": lr, **(full_metrics or {})}
+            )
             improved = False
             if full_metrics is not None:
                 last_full = full_metrics
                 improved = self._update_best(epoch, full_metrics)
+                self._plot_curves()
             self.state.epoch = epoch + 1
             self._save(epoch, improved)
             if full_metrics is not None and self.on_full_evaluation and self.context.is_main:
@@ -297,6 +301,7 @@ class Trainer:
             self._console(f"test (best epoch {self.state.best_epoch})", test_metrics)
         self.logger.scalars("final_test", result["test"], self.state.epoch)
         self.logger.json_file("metrics.json", result)
+        self._plot_curves(result["test"] if result["protocol"] == "valid" else None)
         self.logger.flush()
         return result
 
@@ -315,6 +320,12 @@ class Trainer:
         self.logger.scalar("lr", self.scheduler.get_last_lr()[0], step)
         self.logger.scalar("throughput/sequences_per_s", rate, step)
         self.logger.scalar("throughput/step_ms", seconds * 1000.0, step)
+
+    def _plot_curves(self, final_test: dict[str, float] | None = None) -> None:
+        """curves.png from the history (rank 0; failures are warnings, see RunLogger.curves)."""
+        self.logger.curves(
+            self.state.history, self.state.best_epoch, self.schedule.eval_split, final_test
+        )
 
     def _console(self, what: str, metrics: dict[str, float]) -> None:
         if self.context.is_main:

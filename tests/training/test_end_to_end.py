@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from generative_recommenders.config.run import RunOptions, run_training
 from generative_recommenders.training.launch import Topology
 from tests.training.conftest import REPO, TINY_CONFIG, free_port
+from tests.training.test_curves import assert_png
 
 
 def _main(args: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess:
@@ -66,6 +67,9 @@ def test_two_gloo_workers_train_log_and_checkpoint(tmp_path, tiny_data_dir) -> N
     assert (run_dir / "config.gin").read_text().count("train_fn.num_epochs = 4") == 1
     record = json.loads((run_dir / "run.json").read_text())
     assert record["world_size"] == "2" and record["seed"] == "7"
+    assert_png(run_dir / "curves.png")  # written by rank 0, path printed under the table
+    assert f"curves: {run_dir / 'curves.png'}" in result.stdout
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporaries
 
     events = EventAccumulator(str(run_dir))
     events.Reload()
