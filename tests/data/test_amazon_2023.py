@@ -251,6 +251,27 @@ def test_a_timestamp_that_is_not_integer_milliseconds(data_dir, raw_dir, value):
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("timestamp", 10**20, "an integer number of milliseconds since 1970"),  # not int64
+        ("timestamp", -5, "an integer number of milliseconds since 1970"),
+        ("rating", "five", "a number"),
+        ("rating", float("nan"), "a number"),
+        ("user_id", "", "a non-empty string"),
+        ("parent_asin", 1234567890, "a non-empty string"),
+    ],
+)
+def test_a_value_of_the_wrong_kind(data_dir, raw_dir, key, value, expected):
+    bad = {**review("A", "B0X", T0), key: value}
+    path = _write_lines(
+        raw_dir / "Video_Games.jsonl.gz", [json.dumps(review("A", "B0X", T0)), json.dumps(bad)]
+    )
+    assert _fails(data_dir, path) == (
+        f"{path}: line 2: {key!r} is {json.dumps(value)}, expected {expected}"
+    )
+
+
 def test_a_non_numeric_timestamp_in_the_csv(data_dir, raw_dir):
     path = raw_dir / "Video_Games.csv"
     path.write_text(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import pathlib
 import re
 import zlib
@@ -61,6 +62,7 @@ _REVIEW_KEYS = "user_id, parent_asin, rating and timestamp"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SUFFIXES = (".gz", ".jsonl", ".json", ".csv")
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_MS = 10**15  # year ~33,700: anything larger is not milliseconds (and could overflow int64)
 _BAR_EVERY = 1 << 16  # lines between progress-bar updates (a tell() per line costs time)
 
 
@@ -246,13 +248,27 @@ def _parse(path: pathlib.Path, number: int, line: bytes) -> dict:
     return record
 
 
-def _field(path: pathlib.Path, number: int, record: dict, key: str, expected: str):
-    try:
-        return record[key]
-    except KeyError:
-        raise UserInputError(
-            f"{path}: line {number}: no {key!r}, expected {expected} (a review has {_REVIEW_KEYS})"
-        ) from None
+_EXPECTED = {
+    "user_id": "a user id string",
+    "parent_asin": "a product id string",
+    "timestamp": "milliseconds since 1970",
+    "rating": "a number",
+}
+
+
+def _missing(path: pathlib.Path, number: int, record: dict) -> UserInputError:
+    key = next(k for k in _EXPECTED if k not in record)
+    return UserInputError(
+        f"{path}: line {number}: no {key!r}, expected {_EXPECTED[key]} "
+        f"(a review has {_REVIEW_KEYS})"
+    )
+
+
+def _bad_id(path: pathlib.Path, number: int, user: object, item: object) -> UserInputError:
+    key, value = ("user_id", user) if type(user) is not str or not user else ("parent_asin", item)
+    return UserInputError(
+        f"{path}: line {number}: {key!r} is {_short(value)}, expected a non-empty string"
+    )
 
 
 def _read_jsonl(path: pathlib.Path) -> tuple[IdColumn, IdColumn, np.ndarray, np.ndarray]:
@@ -266,25 +282,21 @@ def _read_jsonl(path: pathlib.Path) -> tuple[IdColumn, IdColumn, np.ndarray, np.
         if not line.strip():
             continue
         record = _parse(path, number, line)
-        user = _field(path, number, record, "user_id", "a user id string")
-        item = _field(path, number, record, "parent_asin", "a product id string")
-        stamp = _field(path, number, record, "timestamp", "milliseconds since 1970")
-        rating = _field(path, number, record, "rating", "a number")
-        for key, value in (("user_id", user), ("parent_asin", item)):
-            if type(value) is not str or not value:
-                raise UserInputError(
-                    f"{path}: line {number}: {key!r} is {_short(value)}, expected a non-empty "
-                    "string"
-                )
-        if type(stamp) is not int:
-            if type(stamp) is float and stamp.is_integer():
-                stamp = int(stamp)
-            else:
-                raise UserInputError(
-                    f"{path}: line {number}: 'timestamp' is {_short(stamp)}, expected an "
-                    "integer number of milliseconds since 1970"
-                )
-        if type(rating) not in (int, float):
+        try:  # one try for the four keys: this loop runs once per review
+            user, item = record["user_id"], record["parent_asin"]
+            stamp, rating = record["timestamp"], record["rating"]
+        except KeyError:
+            raise _missing(path, number, record) from None
+        if type(user) is not str or type(item) is not str or not user or not item:
+            raise _bad_id(path, number, user, item)
+        if type(stamp) is float and stamp.is_integer():
+            stamp = int(stamp)
+        if type(stamp) is not int or not 0 <= stamp < _MAX_MS:
+            raise UserInputError(
+                f"{path}: line {number}: 'timestamp' is {_short(stamp)}, expected an "
+                "integer number of milliseconds since 1970"
+            )
+        if type(rating) not in (int, float) or not math.isfinite(rating):
             raise UserInputError(
                 f"{path}: line {number}: 'rating' is {_short(rating)}, expected a number"
             )
