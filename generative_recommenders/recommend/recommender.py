@@ -472,7 +472,9 @@ class Recommender:
         table = self.store.items_table()
         if table is None or "title" not in table.columns or "item_id" not in table.columns:
             return None
-        return {int(i): str(t) for i, t in zip(table["item_id"], table["title"], strict=True)}
+        # An empty title reads back as NaN: leave it out (shown as "") rather than print "nan".
+        pairs = zip(table["item_id"], table["title"], strict=True)
+        return {int(i): str(t) for i, t in pairs if not pd.isna(t)}
 
     def _cosine_retrieval(self) -> BruteForceTopK:
         if self._cosine is None:
