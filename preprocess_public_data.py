@@ -33,7 +33,12 @@ flags.DEFINE_string("data_dir", "tmp/", "Where stores (and downloads/) are writt
 flags.DEFINE_string(
     "input_file", None, "A local copy of the raw archive or file; your own file for --dataset=csv."
 )
-flags.DEFINE_string("name", None, "Store name for --dataset=csv (default: the file's stem).")
+flags.DEFINE_string(
+    "name",
+    None,
+    "Store name for --dataset=csv (default: the file's stem) or amazon-2023 "
+    "(default: amazon-2023-<Category>).",
+)
 flags.DEFINE_string("user_id_column", "user_id", "csv: user id column.")
 flags.DEFINE_string("item_id_column", "item_id", "csv: item id column.")
 flags.DEFINE_string("timestamp_column", "timestamp", "csv: timestamp column (numeric seconds).")

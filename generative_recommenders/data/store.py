@@ -31,6 +31,7 @@ from generative_recommenders.errors import UserInputError
 
 FORMAT_VERSION = 1
 PUBLIC_DATASETS = ("ml-100k", "ml-1m", "ml-20m", "amzn-books")
+AMAZON_2023_PREFIX = "amazon-2023-"  # stores of the amazon-2023 source: amazon-2023-<Category>
 
 _ARRAYS: dict[str, np.dtype] = {
     "offsets": np.dtype(np.int64),
@@ -57,6 +58,12 @@ def create_command(data_dir: str | os.PathLike, dataset_name: str) -> str:
         data_dir += "/"
     if dataset_name in PUBLIC_DATASETS:
         return f"python preprocess_public_data.py --dataset {dataset_name} --data_dir {data_dir}"
+    if dataset_name.startswith(AMAZON_2023_PREFIX):
+        category = dataset_name[len(AMAZON_2023_PREFIX) :]
+        return (
+            f"python preprocess_public_data.py --dataset amazon-2023 --category {category} "
+            f"--data_dir {data_dir}"
+        )
     return (
         f"python preprocess_public_data.py --dataset csv --name {dataset_name} "
         f"--input_file <your file> --data_dir {data_dir}"

@@ -14,7 +14,7 @@ import pytest
 from generative_recommenders.data.preprocess import preprocess
 from generative_recommenders.data.sources import amazon_2023
 from generative_recommenders.data.sources.kcore import k_core
-from generative_recommenders.data.store import SequenceStore
+from generative_recommenders.data.store import SequenceStore, create_command
 from generative_recommenders.errors import UserInputError
 from tests.data.conftest import leftovers, opts
 
@@ -360,3 +360,15 @@ def test_cli_prints_before_and_after_the_k_core(tmp_path):
     assert "before k-core      2 users, 4 items, 8 interactions" in proc.stdout
     assert "after 2-core       2 users, 4 items, 8 interactions (0 rounds)" in proc.stdout
     assert (tmp_path / "d" / "amazon-2023-Video_Games" / "meta.json").is_file()
+
+
+def test_store_names_and_the_command_that_recreates_one(data_dir, raw_dir):
+    path = write_jsonl(raw_dir / "reviews.jsonl", ORDER_RECORDS, gz=False)
+    assert _store(data_dir, path, k_core=2, category="Video_Games").path.name == (
+        "amazon-2023-Video_Games"
+    )
+    assert _store(data_dir, path, k_core=2, name="games").path.name == "games"
+    assert create_command("tmp", "amazon-2023-Video_Games") == (
+        "python preprocess_public_data.py --dataset amazon-2023 --category Video_Games "
+        "--data_dir tmp/"
+    )

@@ -39,7 +39,12 @@ from generative_recommenders.data.readers import Column, IdColumn, read_columns
 from generative_recommenders.data.sources.base import Interactions, SourceOptions
 from generative_recommenders.data.sources.kcore import k_core
 from generative_recommenders.data.sources.remap import remap
-from generative_recommenders.data.store import ITEM_ID_MAPPING, ITEMS_TABLE, USER_ID_MAPPING
+from generative_recommenders.data.store import (
+    AMAZON_2023_PREFIX,
+    ITEM_ID_MAPPING,
+    ITEMS_TABLE,
+    USER_ID_MAPPING,
+)
 from generative_recommenders.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +92,7 @@ def store_name(opts: SourceOptions) -> str:
     category = _category(opts)
     if opts.name is None and category is None:
         raise UserInputError(_needs_category())
-    name = opts.name or f"{DATASET}-{category}"
+    name = opts.name or f"{AMAZON_2023_PREFIX}{category}"
     if not _NAME.match(name):
         raise UserInputError(
             f"store name {name!r}: expected letters, digits, '.', '_' or '-' "
