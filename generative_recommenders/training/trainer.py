@@ -282,6 +282,7 @@ class Trainer:
                 "valid": self._best_validation_metrics(),
             }
             self.logger.json_file("metrics.json", result)
+            self._plot_curves()
             self.logger.flush()
             return result
         else:
@@ -307,7 +308,7 @@ class Trainer:
 
     def _best_validation_metrics(self) -> dict[str, float]:
         best = next((h for h in self.state.history if h["epoch"] == self.state.best_epoch), {})
-        return {k: v for k, v in best.items() if k not in ("epoch", "loss")}
+        return {k: v for k, v in best.items() if k not in ("epoch", "loss", "lr")}
 
     def _log_step(
         self, total: float, main: float, aux: dict[str, float], rate: float, seconds: float

@@ -170,6 +170,7 @@ def test_validation_protocol_selects_and_tests_the_best_epoch(tmp_path, tiny_dat
     best = max(history, key=lambda h: h["ndcg@10"])
     assert result["best_epoch"] == best["epoch"]
     assert result["valid"]["ndcg@10"] == best["ndcg@10"]
+    assert "lr" in best and not {"epoch", "loss", "lr"} & set(result["valid"])  # metrics only
     assert (next((tmp_path / "ckpts").glob("*/*")) / "best.pt").is_file()
     # early stopping: training ends one full evaluation after the last improvement
     assert history[-1]["epoch"] == min(best["epoch"] + 1, 3)
