@@ -5,6 +5,9 @@
     python preprocess_public_data.py --dataset csv --input_file events.tsv --name shop
     python preprocess_public_data.py --dataset amazon-2023 --category Video_Games \
         --input_file Video_Games.jsonl.gz --meta_file meta_Video_Games.jsonl.gz
+    python preprocess_public_data.py --dataset fractal --source ml-100k \
+        --num_row_multiplier 4 --num_col_multiplier 8 --name ml-100k-x4x8
+    python preprocess_public_data.py --dataset ml-3b     # the ml-20m store expanded 16 x 32
 
 Bad input prints one line on stderr and exits with status 2.
 """
@@ -17,6 +20,8 @@ import sys
 
 from absl import app, flags
 
+from generative_recommenders.data.fractal import FractalSettings
+from generative_recommenders.data.fractal_store import ML_3B, expand_store
 from generative_recommenders.data.preprocess import preprocess
 from generative_recommenders.data.sources import SourceOptions
 from generative_recommenders.data.store import PUBLIC_DATASETS
@@ -27,7 +32,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "dataset",
     "ml-100k",
-    f"One of {', '.join(PUBLIC_DATASETS)}, amazon-2023, csv, or all (the four public).",
+    f"One of {', '.join(PUBLIC_DATASETS)}, amazon-2023, csv, fractal (expand --source), ml-3b "
+    "(ml-20m expanded 16 x 32), or all (the four public).",
 )
 flags.DEFINE_string("data_dir", "tmp/", "Where stores (and downloads/) are written.")
 flags.DEFINE_string(
@@ -56,6 +62,14 @@ flags.DEFINE_string(
     "meta_file", None, "amazon-2023: meta_<Category>.jsonl(.gz), for item titles (items.csv)."
 )
 _AMAZON_2023_FLAGS = ("category", "k_core", "meta_file")
+flags.DEFINE_string("source", None, "fractal: the existing store to expand (e.g. ml-100k).")
+flags.DEFINE_integer("num_row_multiplier", 16, "fractal: users are multiplied by this (m).")
+flags.DEFINE_integer("num_col_multiplier", 32, "fractal: items are multiplied by this (n).")
+flags.DEFINE_float(
+    "element_sample_rate", 1.0, "fractal: each expanded interaction is kept with this extra rate."
+)
+flags.DEFINE_float("block_sample_rate", 1.0, "fractal: each block is kept with this rate.")
+flags.DEFINE_integer("seed", 0, "fractal: the same seed gives the same expansion.")
 
 
 def _options() -> SourceOptions:
@@ -86,8 +100,45 @@ def _check_flags(dataset: str) -> None:
         raise UserInputError(f"{', '.join(given)} only apply to --dataset=amazon-2023")
 
 
+def _fractal_settings(rows: int, cols: int) -> FractalSettings:
+    return FractalSettings(
+        num_row_multiplier=rows,
+        num_col_multiplier=cols,
+        element_sample_rate=FLAGS.element_sample_rate,
+        block_sample_rate=FLAGS.block_sample_rate,
+        seed=FLAGS.seed,
+    )
+
+
+def run_fractal(dataset: str, opts: SourceOptions) -> None:
+    """``--dataset fractal`` (expand ``--source``) or ``--dataset ml-3b`` (ml-20m, 16 x 32)."""
+    if dataset == "ml-3b":
+        settings = _fractal_settings(ML_3B["num_row_multiplier"], ML_3B["num_col_multiplier"])
+        for flag in ("num_row_multiplier", "num_col_multiplier"):
+            if FLAGS[flag].present and FLAGS[flag].value != ML_3B[flag]:
+                raise UserInputError(
+                    f"--{flag}={FLAGS[flag].value}: --dataset ml-3b is fixed at "
+                    f"{ML_3B['num_row_multiplier']} x {ML_3B['num_col_multiplier']}; use "
+                    "--dataset fractal --source ml-20m for other multipliers"
+                )
+        source, name = ML_3B["source"], opts.name or "ml-3b"
+        hint = "--dataset=ml-3b expands the ml-20m store"
+    else:
+        if not FLAGS.source:
+            raise UserInputError("--dataset=fractal needs --source=<an existing store name>")
+        settings = _fractal_settings(FLAGS.num_row_multiplier, FLAGS.num_col_multiplier)
+        source = FLAGS.source
+        name = opts.name or f"{source}-x{settings.num_row_multiplier}x{settings.num_col_multiplier}"
+        hint = f"--source={source}"
+    summary = expand_store(source, name, settings, opts.data_dir, source_hint=hint)
+    print("\n".join(summary.lines()), flush=True)
+
+
 def run(dataset: str, opts: SourceOptions) -> None:
     """Preprocess ``dataset`` ("all": the four public ones) and print each summary."""
+    if dataset in ("fractal", "ml-3b"):
+        run_fractal(dataset, opts)
+        return
     if dataset == "all":
         if opts.input_file is not None:
             raise UserInputError("--input_file cannot be combined with --dataset=all")

@@ -12,7 +12,11 @@ from tqdm import tqdm
 from generative_recommenders.data.sources import SourceOptions, amazon_2023, get_source
 from generative_recommenders.data.sources.base import Interactions
 from generative_recommenders.data.sources.custom import store_name
-from generative_recommenders.data.splits import group_by_user, target_fingerprint
+from generative_recommenders.data.splits import (
+    FINGERPRINT_DEFINITION,
+    group_by_user,
+    target_fingerprint,
+)
 from generative_recommenders.data.store import store_path, write_store
 from generative_recommenders.errors import UserInputError
 
@@ -144,10 +148,7 @@ def build_store(
             "source_files": inter.source_files,
             "has_ratings": inter.ratings is not None,
             "target_fingerprint": fingerprint,
-            "fingerprint_definition": (
-                "sha256 of the little-endian int64 [num_users, 3] array of (user id, "
-                "second-to-last item or 0, last item), users in store order"
-            ),
+            "fingerprint_definition": FINGERPRINT_DEFINITION,
             "min_user_interactions": int(inter.min_user_interactions),
             "users_dropped": users_dropped,
             "timestamps_floored_to_seconds": bool(fractional),

@@ -56,12 +56,26 @@ def target_positions(offsets: np.ndarray, ignore_last_n: int) -> np.ndarray:
     return np.asarray(offsets[1:], dtype=np.int64) - 1 - int(ignore_last_n)
 
 
+FINGERPRINT_DEFINITION = (
+    "sha256 of the little-endian int64 [num_users, 3] array of (user id, "
+    "second-to-last item or 0, last item), users in store order"
+)
+
+
 def target_fingerprint(user_ids: np.ndarray, offsets: np.ndarray, item_ids: np.ndarray) -> str:
     """sha256 hex digest over every user's (user id, second-to-last item, last item).
 
     The hashed bytes are the little-endian int64 array [U, 3] of those triples; a user with a
-    single event contributes 0 as its second-to-last item.
+    single event contributes 0 as its second-to-last item. Hashing consecutive groups of users
+    one after another (``fingerprint_triples`` per group) gives the same digest.
     """
+    return hashlib.sha256(fingerprint_triples(user_ids, offsets, item_ids).tobytes()).hexdigest()
+
+
+def fingerprint_triples(
+    user_ids: np.ndarray, offsets: np.ndarray, item_ids: np.ndarray
+) -> np.ndarray:
+    """[U, 3] little-endian int64 (user id, second-to-last item or 0, last item or 0)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     triples = np.zeros((lengths.size, 3), dtype="<i8")
@@ -71,7 +85,7 @@ def target_fingerprint(user_ids: np.ndarray, offsets: np.ndarray, item_ids: np.n
     triples[has_events, 2] = item_ids[last[has_events]]
     has_two = lengths >= 2
     triples[has_two, 1] = item_ids[last[has_two] - 1]
-    return hashlib.sha256(triples.tobytes()).hexdigest()
+    return triples
 
 
 def _stable_user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:

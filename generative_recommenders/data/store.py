@@ -18,15 +18,19 @@ so an interrupted run never leaves a half store behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
 from generative_recommenders.atomic import atomic_directory
+from generative_recommenders.data.splits import FINGERPRINT_DEFINITION, fingerprint_triples
 from generative_recommenders.errors import UserInputError
 
 FORMAT_VERSION = 1
@@ -131,6 +135,155 @@ def write_store(
         with open(tmp / "meta.json", "w", encoding="utf-8") as f:
             json.dump(full_meta, f, indent=2, sort_keys=True)
     return out
+
+
+class _NpyAppender:
+    """A 1-d ``.npy`` file written chunk by chunk; its length goes into the header at the end.
+
+    The header of a 1-d array of any length below 10^18 is 128 bytes (numpy pads it to a
+    multiple of 64), so the data starts at byte 128 and the header is written last.
+    """
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path: pathlib.Path, dtype: np.dtype):
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+        self._file: IO[bytes] = open(path, "wb")
+        self._file.write(b"\0" * self.HEADER_BYTES)
+
+    def append(self, values: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(values, dtype=self.dtype)
+        self._file.write(memoryview(chunk).cast("B"))
+        self.count += int(chunk.shape[0])
+
+    def close(self) -> None:
+        self._file.seek(0)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (self.count,),
+        }
+        np.lib.format.write_array_header_1_0(self._file, header)
+        assert self._file.tell() == self.HEADER_BYTES, self._file.tell()
+        self._file.close()
+
+    def abort(self) -> None:
+        self._file.close()
+
+
+class StoreWriter:
+    """Builds a store chunk by chunk: users arrive in store order, each with all its events.
+
+    Memory stays at one chunk plus the item counts ([max item id + 1] int64): the per-event
+    and per-user arrays stream to disk, and the target fingerprint is hashed as users arrive.
+    Use through ``open_store_writer``, which writes to a temporary folder and renames it.
+    """
+
+    def __init__(self, folder: pathlib.Path, num_item_ids: int):
+        """``num_item_ids``: an upper bound on max item id + 1 (item ids are < it)."""
+        self.folder = folder
+        self._files = {
+            name: _NpyAppender(folder / f"{name}.npy", _ARRAYS[name])
+            for name in ("offsets", "user_ids", "item_ids", "ratings", "timestamps")
+        }
+        self._files["offsets"].append(np.zeros(1, dtype=np.int64))
+        self._item_counts = np.zeros(int(num_item_ids), dtype=np.int64)
+        self._total = 0
+        self._fingerprint = hashlib.sha256()
+        self._length_min: int | None = None
+        self._length_max = 0
+        self._num_users = 0
+        self.extra_files: list[str] = []
+
+    def append(
+        self,
+        user_ids: np.ndarray,
+        lengths: np.ndarray,
+        item_ids: np.ndarray,
+        ratings: np.ndarray,
+        timestamps: np.ndarray,
+    ) -> None:
+        """Add whole users: user_ids, lengths [u] int64 (>= 1); the rest [sum(lengths)],
+        each user's events contiguous and in time order, users in the order given."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.size == 0:
+            return
+        assert int(lengths.min()) >= 1 and int(lengths.sum()) == item_ids.shape[0]
+        local = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=local[1:])
+        self._files["offsets"].append(local[1:] + self._total)
+        self._files["user_ids"].append(user_ids)
+        self._files["item_ids"].append(item_ids)
+        self._files["ratings"].append(ratings)
+        self._files["timestamps"].append(timestamps)
+        self._item_counts += np.bincount(item_ids, minlength=self._item_counts.shape[0])
+        self._fingerprint.update(fingerprint_triples(user_ids, local, item_ids).tobytes())
+        self._total += int(local[-1])
+        self._num_users += int(lengths.size)
+        low, high = int(lengths.min()), int(lengths.max())
+        self._length_min = low if self._length_min is None else min(self._length_min, low)
+        self._length_max = max(self._length_max, high)
+
+    @property
+    def num_interactions(self) -> int:
+        return self._total
+
+    @property
+    def num_users(self) -> int:
+        return self._num_users
+
+    def finish(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """Close the arrays, write item_counts.npy and meta.json; returns the full meta."""
+        for appender in self._files.values():
+            appender.close()
+        nonzero = np.flatnonzero(self._item_counts)
+        max_item_id = int(nonzero[-1]) if nonzero.size else 0
+        item_counts = self._item_counts[: max_item_id + 1]
+        np.save(self.folder / "item_counts.npy", item_counts, allow_pickle=False)
+        full_meta = dict(meta)
+        full_meta.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "num_users": self._num_users,
+                "num_interactions": self._total,
+                "num_items": int(nonzero.size),
+                "max_item_id": max_item_id,
+                "sequence_length": {
+                    "min": self._length_min or 0,
+                    "mean": self._total / self._num_users if self._num_users else 0.0,
+                    "max": self._length_max,
+                },
+                "tables": [],
+                "target_fingerprint": self._fingerprint.hexdigest(),
+                "fingerprint_definition": FINGERPRINT_DEFINITION,
+            }
+        )
+        with open(self.folder / "meta.json", "w", encoding="utf-8") as f:
+            json.dump(full_meta, f, indent=2, sort_keys=True)
+        return full_meta
+
+    def abort(self) -> None:
+        for appender in self._files.values():
+            appender.abort()
+
+
+@contextmanager
+def open_store_writer(out_dir: str | os.PathLike, num_item_ids: int) -> Iterator[StoreWriter]:
+    """A StoreWriter on a temporary sibling of ``out_dir``, renamed into place on success.
+
+    The body must call ``finish``; on an exception nothing is left behind.
+    """
+    with atomic_directory(pathlib.Path(out_dir)) as tmp:
+        writer = StoreWriter(tmp, num_item_ids)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        if not (tmp / "meta.json").is_file():
+            raise RuntimeError("open_store_writer: the body did not call finish()")
 
 
 def _check_consistent(arrays: dict[str, np.ndarray], where: str) -> None:
