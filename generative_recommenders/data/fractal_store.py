@@ -22,7 +22,6 @@ from generative_recommenders.data.fractal import (
     spectrum_of_store,
     write_expansion,
 )
-from generative_recommenders.data.fractal_plot import plot_comparison
 from generative_recommenders.data.store import SequenceStore, open_store_writer, store_path
 from generative_recommenders.errors import UserInputError
 
@@ -147,6 +146,9 @@ def expand_store(
 
 
 def _plot(path, store: SequenceStore, expanded: SequenceStore, name: str, plan, seed: int) -> None:
+    # Imported here: matplotlib costs every other preprocessing run half a second otherwise.
+    from generative_recommenders.data.fractal_plot import plot_comparison
+
     source_spectrum = spectrum_of_store(store, SPECTRUM_RANK, seed)
     if expanded.num_interactions <= SPECTRUM_MEASURE_LIMIT:
         spectrum, label = spectrum_of_store(expanded, SPECTRUM_RANK, seed), "measured"

@@ -45,7 +45,7 @@ def test_cli_unknown_dataset(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: --dataset='ml-5m': unknown dataset, expected one of ml-100k, ml-1m, ml-20m, "
-        "amzn-books, amazon-2023, csv, all"
+        "amzn-books, amazon-2023, csv, fractal, ml-3b, all"
     ]
     assert not (tmp_path / "d").exists()
 

@@ -20,6 +20,9 @@ SOURCES: dict[str, Callable[[SourceOptions], Interactions]] = {
     "csv": load_custom,
 }
 
+# Made from another store by preprocess_public_data.py (data/fractal_store.py), not read.
+EXPANSIONS = ("fractal", "ml-3b")
+
 
 def get_source(dataset: str) -> Callable[[SourceOptions], Interactions]:
     """The loader for ``dataset``; UserInputError listing the choices when unknown."""
@@ -28,7 +31,7 @@ def get_source(dataset: str) -> Callable[[SourceOptions], Interactions]:
     except KeyError:
         raise UserInputError(
             f"--dataset={dataset!r}: unknown dataset, expected one of "
-            f"{', '.join([*SOURCES, 'all'])}"
+            f"{', '.join([*SOURCES, *EXPANSIONS, 'all'])}"
         ) from None
 
 
