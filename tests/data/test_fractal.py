@@ -245,12 +245,7 @@ def _cli(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
     "args, fragment",
     [
         (["--dataset=fractal", "--source=nope"], "--source=nope: no sequence store at"),
-        (["--dataset=fractal"], "--dataset=fractal needs --source"),
         (["--dataset=ml-3b"], "--dataset=ml-3b expands the ml-20m store: no sequence store"),
-        (
-            ["--dataset=fractal", "--source=rand", "--num_row_multiplier=0"],
-            "--num_row_multiplier=0: expected an integer >= 1",
-        ),
         (
             ["--dataset=fractal", "--source=rand", "--element_sample_rate=2"],
             "--element_sample_rate=2.0: expected a rate in (0, 1]",
