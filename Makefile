@@ -7,7 +7,7 @@ HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 REQS := requirements/$(if $(HAS_CUDA),cuda,cpu).txt
 STAMP := $(VENV)/.installed-$(if $(HAS_CUDA),cuda,cpu)
 
-.PHONY: install test test-slow lint data train bench bench-data clean
+.PHONY: install test test-slow lint data train bench bench-data bench-scale clean
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ bench: install
 
 bench-data: install
 	$(PY) benchmarks/bench_data.py
+
+bench-scale: data
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
