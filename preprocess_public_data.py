@@ -62,6 +62,12 @@ flags.DEFINE_string(
     "meta_file", None, "amazon-2023: meta_<Category>.jsonl(.gz), for item titles (items.csv)."
 )
 _AMAZON_2023_FLAGS = ("category", "k_core", "meta_file")
+flags.DEFINE_integer(
+    "chunk_rows",
+    0,
+    "csv: build the store in chunks of this many rows (peak memory set by it; the same store). "
+    "0: in memory, or in chunks of 2,000,000 for files above 1 GiB.",
+)
 flags.DEFINE_string("source", None, "fractal: the existing store to expand (e.g. ml-100k).")
 flags.DEFINE_integer("num_row_multiplier", 16, "fractal: users are multiplied by this (m).")
 flags.DEFINE_integer("num_col_multiplier", 32, "fractal: items are multiplied by this (n).")
@@ -88,6 +94,7 @@ def _options() -> SourceOptions:
         category=FLAGS.category,
         k_core=FLAGS.k_core,
         meta_file=pathlib.Path(FLAGS.meta_file).expanduser() if FLAGS.meta_file else None,
+        chunk_rows=FLAGS.chunk_rows,
     )
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from generative_recommenders.data.chunked import build_chunked
 from generative_recommenders.data.sources import SourceOptions, amazon_2023, get_source
 from generative_recommenders.data.sources.base import Interactions
-from generative_recommenders.data.sources.custom import store_name
+from generative_recommenders.data.sources.custom import chunk_plan, store_name, use_chunks
 from generative_recommenders.data.splits import (
     FINGERPRINT_DEFINITION,
     group_by_user,
@@ -93,6 +94,9 @@ def preprocess(dataset: str, opts: SourceOptions) -> Summary:
         name = amazon_2023.store_name(opts)
     else:
         name = dataset
+    if dataset == "csv" and use_chunks(opts):
+        plan, wanted = chunk_plan(opts)
+        return build_chunked(name, plan, opts, store_path(opts.data_dir, name), wanted)
     interactions = loader(opts)
     return build_store(name, interactions, opts.data_dir, start=start)
 

@@ -8,9 +8,10 @@ the line or column and what was expected.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -70,6 +71,68 @@ class Column:
 Opener = Callable[[], IO[bytes]]
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """How to read a delimited file: which columns are present and how each is parsed."""
+
+    open_fn: Opener
+    display: str
+    sep: str
+    names: Sequence[str] | None
+    present: dict[str, Column]
+    forced_str: frozenset[str]
+    header_lines: int
+    encoding: str
+    quoting: int
+    chunk_rows: int = 0  # 0: CHUNK_ROWS
+
+    def with_strings(self, columns: set[str]) -> ReadPlan:
+        """The same plan with ``columns`` read as strings."""
+        return dataclasses.replace(self, forced_str=self.forced_str | frozenset(columns))
+
+    def chunks(self) -> Iterator[dict[str, np.ndarray | tuple]]:
+        """The file's validated columns, one chunk of ``chunk_rows`` rows at a time."""
+        return iter_chunks(self)
+
+
+def plan_columns(
+    open_fn: Opener,
+    *,
+    display: str,
+    wanted: dict[str, Column],
+    sep: str = ",",
+    names: Sequence[str] | None = None,
+    optional: Sequence[str] = (),
+    encoding: str = "utf-8",
+    quoting: int = csv.QUOTE_MINIMAL,
+    hint: str = "",
+    chunk_rows: int = 0,
+) -> ReadPlan:
+    """Check the header for the ``wanted`` columns (see ``read_columns``) and plan the read."""
+    for col in wanted.values():
+        assert col.kind in KINDS, col.kind
+    header_lines = 0 if names is not None else 1
+    if names is None:
+        found = _read_header(open_fn, display, sep, encoding, quoting, wanted)
+    else:
+        found = list(names)
+    present: dict[str, Column] = {}
+    for role, col in wanted.items():
+        if col.name in found:
+            present[role] = col
+        elif role not in optional:
+            where = f"found: {', '.join(map(str, found))}" if names is None else "headerless"
+            extra = f"; {hint}" if hint else ""
+            raise UserInputError(
+                f"{display}: missing column '{col.name}' for the {role} ({where}){extra}"
+            )
+    forced_str = frozenset(c.name for c in present.values() if c.kind == "str_id")
+    return ReadPlan(
+        open_fn, display, sep, names, present, forced_str, header_lines, encoding, quoting,
+        chunk_rows,
+    )  # fmt: skip
+
+
 def read_columns(
     open_fn: Opener,
     *,
@@ -94,42 +157,23 @@ def read_columns(
     Returns:
         role -> [T] int64 / float32 / float64 array, IdColumn, or None for an absent optional.
     """
-    for col in wanted.values():
-        assert col.kind in KINDS, col.kind
-    header_lines = 0 if names is not None else 1
-    if names is None:
-        found = _read_header(open_fn, display, sep, encoding, quoting, wanted)
-    else:
-        found = list(names)
-    present: dict[str, Column] = {}
-    for role, col in wanted.items():
-        if col.name in found:
-            present[role] = col
-        elif role not in optional:
-            where = f"found: {', '.join(map(str, found))}" if names is None else "headerless"
-            extra = f"; {hint}" if hint else ""
-            raise UserInputError(
-                f"{display}: missing column '{col.name}' for the {role} ({where}){extra}"
-            )
-    forced_str = {c.name for c in present.values() if c.kind == "str_id"}
-    result = _read_chunks(
-        open_fn, display, sep, names, present, forced_str, header_lines, encoding, quoting
+    plan = plan_columns(
+        open_fn,
+        display=display,
+        wanted=wanted,
+        sep=sep,
+        names=names,
+        optional=optional,
+        encoding=encoding,
+        quoting=quoting,
+        hint=hint,
     )
-    retry = {present[role].name for role, value in result.items() if isinstance(value, _MixedIds)}
+    result = _read_chunks(plan)
+    retry = {plan.present[role].name for role, v in result.items() if isinstance(v, _MixedIds)}
     if retry:
         # Some chunks parsed as integers and others as strings: integer parsing may have
         # dropped leading zeros, so read those columns again as strings throughout.
-        result = _read_chunks(
-            open_fn,
-            display,
-            sep,
-            names,
-            present,
-            forced_str | retry,
-            header_lines,
-            encoding,
-            quoting,
-        )
+        result = _read_chunks(plan.with_strings(retry))
     out: dict[str, np.ndarray | IdColumn | None] = {role: None for role in wanted}
     out.update(result)
     return out
@@ -166,48 +210,42 @@ def _read_header(
     return [str(c) for c in header.columns]
 
 
-def _read_chunks(
-    open_fn: Opener,
-    display: str,
-    sep: str,
-    names: Sequence[str] | None,
-    present: dict[str, Column],
-    forced_str: set[str],
-    header_lines: int,
-    encoding: str,
-    quoting: int,
-) -> dict[str, np.ndarray | IdColumn | _MixedIds]:
-    usecols = [c.name for c in present.values()]
-    dtype = {name: str for name in forced_str}
-    parts: dict[str, list] = {role: [] for role in present}
+def iter_chunks(plan: ReadPlan) -> Iterator[dict[str, np.ndarray | tuple]]:
+    """Yield each chunk's validated columns: role -> [C] array, or (codes, labels) for
+    string ids (per-chunk labels, in first-seen order). At least one chunk or UserInputError."""
+    usecols = [c.name for c in plan.present.values()]
+    dtype = {name: str for name in plan.forced_str}
     start = 0
+    display = plan.display
     try:
-        with open_fn() as f:
+        with plan.open_fn() as f:
             reader = pd.read_csv(
                 f,
-                sep=sep,
-                header=None if names is not None else 0,
-                names=list(names) if names is not None else None,
+                sep=plan.sep,
+                header=None if plan.names is not None else 0,
+                names=list(plan.names) if plan.names is not None else None,
                 index_col=False,
                 # Headerless files name every field, so a line with extra fields is an error;
                 # with a header, only the wanted columns are parsed.
-                usecols=usecols if names is None else None,
+                usecols=usecols if plan.names is None else None,
                 dtype=dtype or None,
                 keep_default_na=False,
                 na_values=[""],
-                encoding=encoding,
-                quoting=quoting,
+                encoding=plan.encoding,
+                quoting=plan.quoting,
                 engine="c",
-                chunksize=CHUNK_ROWS,
+                chunksize=plan.chunk_rows or CHUNK_ROWS,
             )
             with tqdm(desc=f"reading {_short(display)}", unit=" rows", unit_scale=True) as bar:
                 for chunk in reader:
                     if len(chunk) == 0:
                         continue
-                    for role, col in present.items():
-                        parts[role].append(
-                            convert_column(chunk[col.name], col, display, start + header_lines)
+                    yield {
+                        role: convert_column(
+                            chunk[col.name], col, display, start + plan.header_lines
                         )
+                        for role, col in plan.present.items()
+                    }
                     start += len(chunk)
                     bar.update(len(chunk))
     except pd.errors.EmptyDataError:
@@ -216,12 +254,19 @@ def _read_chunks(
         raise UserInputError(f"{display}: malformed line ({_first_line(e)})") from None
     except UnicodeDecodeError:
         raise UserInputError(
-            f"{display}: not valid {encoding} text after line {start + header_lines}"
+            f"{display}: not valid {plan.encoding} text after line {start + plan.header_lines}"
         ) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise UserInputError(f"{display}: truncated or corrupt archive ({e})") from None
     if start == 0:
         raise UserInputError(f"{display}: no interaction lines after the header")
+
+
+def _read_chunks(plan: ReadPlan) -> dict[str, np.ndarray | IdColumn | _MixedIds]:
+    parts: dict[str, list] = {role: [] for role in plan.present}
+    for chunk in iter_chunks(plan):
+        for role, value in chunk.items():
+            parts[role].append(value)
     return {role: _combine(chunks) for role, chunks in parts.items()}
 
 

@@ -234,14 +234,19 @@ class StoreWriter:
     def num_users(self) -> int:
         return self._num_users
 
-    def finish(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """Close the arrays, write item_counts.npy and meta.json; returns the full meta."""
+    def finish(
+        self, meta: dict[str, Any], tables: dict[str, pd.DataFrame] | None = None
+    ) -> dict[str, Any]:
+        """Close the arrays, write item_counts.npy, the tables (``<name>.csv``) and meta.json;
+        returns the full meta."""
         for appender in self._files.values():
             appender.close()
         nonzero = np.flatnonzero(self._item_counts)
         max_item_id = int(nonzero[-1]) if nonzero.size else 0
         item_counts = self._item_counts[: max_item_id + 1]
         np.save(self.folder / "item_counts.npy", item_counts, allow_pickle=False)
+        for name, table in (tables or {}).items():
+            table.to_csv(self.folder / f"{name}.csv", index=False)
         full_meta = dict(meta)
         full_meta.update(
             {
@@ -255,7 +260,7 @@ class StoreWriter:
                     "mean": self._total / self._num_users if self._num_users else 0.0,
                     "max": self._length_max,
                 },
-                "tables": [],
+                "tables": sorted(tables) if tables else [],
                 "target_fingerprint": self._fingerprint.hexdigest(),
                 "fingerprint_definition": FINGERPRINT_DEFINITION,
             }

@@ -25,6 +25,7 @@ class SourceOptions:
         category: the Amazon Reviews 2023 category (``amazon-2023``), e.g. "Video_Games".
         k_core: ``amazon-2023``'s k-core filter (None: the source's default, 5).
         meta_file: ``amazon-2023``'s item metadata file (titles for ``items.csv``).
+        chunk_rows: ``csv``: build in chunks of this many rows (0: only files above 1 GiB).
     """
 
     data_dir: pathlib.Path
@@ -41,6 +42,7 @@ class SourceOptions:
     category: str | None = None
     k_core: int | None = None
     meta_file: pathlib.Path | None = None
+    chunk_rows: int = 0
 
     @property
     def downloads(self) -> pathlib.Path:
