@@ -2,6 +2,7 @@
 
     make bench-data                      # or: .venv/bin/python benchmarks/bench_data.py
     .venv/bin/python benchmarks/bench_data.py --interactions 2000000   # a quicker run
+    .venv/bin/python benchmarks/bench_data.py --chunk_rows 0,1000000   # in memory vs chunked
 
 Targets (2-core machine): preprocessing under 60 s and 4 GiB peak RSS; at least 50,000
 windows/s at max length 200 in one process. Prints a table; asserts nothing.
@@ -65,11 +66,14 @@ def write_synthetic_csv(path: pathlib.Path, n: int, seed: int = 0, chunk: int = 
             f.write(line.tobytes())
 
 
-def time_preprocess(csv_path: pathlib.Path, data_dir: pathlib.Path) -> tuple[float, float]:
+def time_preprocess(
+    csv_path: pathlib.Path, data_dir: pathlib.Path, chunk_rows: int = 0
+) -> tuple[float, float]:
     """(wall seconds, peak RSS GiB) of preprocess_public_data.py run as a child process."""
     cmd = [
         sys.executable, str(REPO / "preprocess_public_data.py"), "--dataset=csv",
         f"--input_file={csv_path}", "--name=synthetic", f"--data_dir={data_dir}",
+        f"--chunk_rows={chunk_rows}",
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -108,6 +112,11 @@ def main() -> None:
     parser.add_argument("--max_len", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--tmp_dir", default=None, help="where the CSV and store go (deleted)")
+    parser.add_argument(
+        "--chunk_rows",
+        default="0",
+        help="comma-separated --chunk_rows values to preprocess with (0: in memory)",
+    )
     args = parser.parse_args()
 
     rows = []
@@ -119,14 +128,17 @@ def main() -> None:
         gen_s = time.perf_counter() - start
         size_mb = csv_path.stat().st_size / 1e6
         rows.append(("generate synthetic CSV", f"{gen_s:.1f} s", f"{size_mb:,.0f} MB"))
-        seconds, rss = time_preprocess(csv_path, tmp_path / "data")
-        rows.append(
-            (
-                f"preprocess {args.interactions:,} interactions",
-                f"{seconds:.1f} s",
-                f"{args.interactions / seconds / 1e6:.2f} M interactions/s, peak RSS {rss:.2f} GiB",
+        for chunk_rows in (int(c) for c in args.chunk_rows.split(",")):
+            seconds, rss = time_preprocess(csv_path, tmp_path / "data", chunk_rows)
+            how = f" in chunks of {chunk_rows:,}" if chunk_rows else ""
+            rows.append(
+                (
+                    f"preprocess {args.interactions:,} interactions{how}",
+                    f"{seconds:.1f} s",
+                    f"{args.interactions / seconds / 1e6:.2f} M interactions/s, "
+                    f"peak RSS {rss:.2f} GiB",
+                )
             )
-        )
         store = SequenceStore.open(tmp_path / "data", "synthetic")
         wps = time_windows(store, args.max_len, 200_000)
         rows.append((f"windows, max length {args.max_len}", f"{wps:,.0f} /s", "one process"))

@@ -22,6 +22,7 @@ from generative_recommenders.data.fractal import (
     spectrum_of_store,
     write_expansion,
 )
+from generative_recommenders.data.sources.custom import check_store_name
 from generative_recommenders.data.store import SequenceStore, open_store_writer, store_path
 from generative_recommenders.errors import UserInputError
 
@@ -94,6 +95,7 @@ def expand_store(
     start = time.perf_counter()
     data_dir = pathlib.Path(data_dir)
     settings.validate()
+    check_store_name(name)
     if name == source:
         raise UserInputError(f"--name={name!r}: expected a name other than the source store's")
     try:

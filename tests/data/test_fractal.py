@@ -221,6 +221,16 @@ def test_bad_settings_are_one_line_and_write_nothing(tmp_path, settings, fragmen
     assert leftovers(data_dir) == ["rand"]
 
 
+@pytest.mark.parametrize("name", ["rand", "../escape", ""])
+def test_bad_store_name_is_one_line(tmp_path, name):
+    data_dir = tmp_path / "data"
+    _random_store(data_dir)
+    with pytest.raises(UserInputError) as e:
+        expand_store("rand", name, FractalSettings(2, 2), data_dir)
+    assert "--name=" in str(e.value)
+    assert leftovers(data_dir) == ["rand"] and leftovers(tmp_path) == ["data"]
+
+
 def test_not_enough_disk_is_caught_before_writing(tmp_path):
     data_dir = tmp_path / "data"
     _random_store(data_dir, users=2000)

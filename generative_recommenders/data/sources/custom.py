@@ -49,7 +49,11 @@ CHUNKED_ABOVE_BYTES = 1 << 30
 def store_name(opts: SourceOptions) -> str:
     """``--name``, else the input file's stem; a safe directory name."""
     assert opts.input_file is not None
-    name = opts.name or opts.input_file.stem
+    return check_store_name(opts.name or opts.input_file.stem)
+
+
+def check_store_name(name: str) -> str:
+    """``name`` when it is a safe store directory name, else UserInputError naming --name."""
     if not _NAME.match(name) or name in ("downloads",):
         raise UserInputError(
             f"--name={name!r}: expected letters, digits, '.', '_' or '-' (a directory name)"
