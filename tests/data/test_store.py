@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generative_recommenders.data.store import SequenceStore, store_path, write_store
+from generative_recommenders.data.splits import target_fingerprint
+from generative_recommenders.data.store import (
+    SequenceStore,
+    open_store_writer,
+    store_path,
+    write_store,
+)
 from generative_recommenders.errors import UserInputError
 from tests.data.conftest import small_store
 
@@ -118,3 +124,31 @@ def test_corrupt_meta(data_dir):
     (store.path / "meta.json").write_text("{not json")
     with pytest.raises(UserInputError, match="meta.json: not valid JSON"):
         SequenceStore.open(data_dir, "toy")
+
+
+def test_store_writer_in_chunks_equals_write_store(data_dir):
+    whole = small_store(data_dir, "whole")
+    with open_store_writer(data_dir / "chunks", num_item_ids=50) as writer:
+        for rows in ([0], [1, 2]):
+            lo, hi = int(whole.offsets[rows[0]]), int(whole.offsets[rows[-1] + 1])
+            writer.append(
+                whole.user_ids[rows], whole.lengths()[rows], whole.item_ids[lo:hi],
+                whole.ratings[lo:hi], whole.timestamps[lo:hi],
+            )  # fmt: skip
+        writer.finish({"dataset": "chunks", "has_ratings": True})
+    chunks = SequenceStore.open(data_dir, "chunks")
+    for name in ("offsets", "user_ids", "item_ids", "ratings", "timestamps"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(chunks, name), err_msg=name)
+    np.testing.assert_array_equal(whole.item_counts(), chunks.item_counts())  # trimmed to max id
+    for key in ("num_users", "num_interactions", "num_items", "max_item_id", "sequence_length"):
+        assert whole.meta[key] == chunks.meta[key], key
+    assert chunks.meta["target_fingerprint"] == target_fingerprint(
+        whole.user_ids, whole.offsets, whole.item_ids
+    )
+
+
+def test_store_writer_failure_leaves_nothing(data_dir):
+    with pytest.raises(RuntimeError), open_store_writer(data_dir / "half", 10) as writer:
+        writer.append(np.array([1]), np.array([2]), np.array([3, 4]), np.zeros(2), np.array([1, 2]))
+        raise RuntimeError("interrupted")
+    assert not data_dir.exists() or sorted(p.name for p in data_dir.iterdir()) == []
