@@ -107,6 +107,29 @@ def _check_flags(dataset: str) -> None:
         raise UserInputError(f"{', '.join(given)} only apply to --dataset=amazon-2023")
 
 
+_FRACTAL_FLAGS = (
+    "source",
+    "num_row_multiplier",
+    "num_col_multiplier",
+    "element_sample_rate",
+    "block_sample_rate",
+    "seed",
+)
+
+
+def _check_expansion_flags(dataset: str) -> None:
+    """Flags a dataset does not read are an error (never silently ignored)."""
+    reads = {"fractal": set(_FRACTAL_FLAGS), "ml-3b": set(_FRACTAL_FLAGS) - {"source"}}
+    read = reads.get(dataset, set())
+    given = [f"--{name}" for name in _FRACTAL_FLAGS if FLAGS[name].present and name not in read]
+    if dataset in reads and FLAGS["input_file"].present:
+        given.append("--input_file")
+    if FLAGS["chunk_rows"].present and dataset != "csv":
+        given.append("--chunk_rows")
+    if given:
+        raise UserInputError(f"{', '.join(given)} do not apply to --dataset={dataset}")
+
+
 def _fractal_settings(rows: int, cols: int) -> FractalSettings:
     return FractalSettings(
         num_row_multiplier=rows,
@@ -143,6 +166,7 @@ def run_fractal(dataset: str, opts: SourceOptions) -> None:
 
 def run(dataset: str, opts: SourceOptions) -> None:
     """Preprocess ``dataset`` ("all": the four public ones) and print each summary."""
+    _check_expansion_flags(dataset)
     if dataset in ("fractal", "ml-3b"):
         run_fractal(dataset, opts)
         return

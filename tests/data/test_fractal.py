@@ -260,6 +260,11 @@ def _cli(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
             ["--dataset=fractal", "--source=rand", "--element_sample_rate=2"],
             "--element_sample_rate=2.0: expected a rate in (0, 1]",
         ),
+        (
+            ["--dataset=ml-100k", "--num_row_multiplier=4", "--chunk_rows=9"],
+            "--num_row_multiplier, --chunk_rows do not apply to --dataset=ml-100k",
+        ),
+        (["--dataset=ml-3b", "--source=rand"], "--source do not apply to --dataset=ml-3b"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, fragment):
