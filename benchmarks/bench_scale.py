@@ -46,6 +46,11 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--num_blocks", type=int, default=1, help="HSTU blocks (config: 4)")
     p.add_argument("--no_docs", action="store_true", help="print only; leave docs/ alone")
     p.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into docs/scale/bench_scale.json: re-measured sizes replace their rows",
+    )
+    p.add_argument(
         "--render", default=None, help="re-write the table, plot and doc from this JSON only"
     )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -266,7 +271,12 @@ def main(argv=None) -> None:
         _check_disk(args.data_dir, size)
         load_before = _load()
         expand = _run_child("expand", size, args)
-        row = {"size": size, "load_before_expand": load_before, "expand": expand}
+        row = {
+            "size": size,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_before_expand": load_before,
+            "expand": expand,
+        }
         print(f"[{size}] expand: {json.dumps(expand)}  (load {load_before})", flush=True)
         if size in train_sizes:
             load_before = _load()
@@ -277,6 +287,18 @@ def main(argv=None) -> None:
         rows.append(row)
         if size not in KEEP:
             shutil.rmtree(pathlib.Path(args.data_dir) / _name(size))
+    saved = OUT_DIR / "bench_scale.json"
+    if args.update and saved.is_file():
+        old = {r["size"]: r for r in json.loads(saved.read_text())["rows"]}
+        for row in rows:
+            if "train" not in row and "train" in old.get(row["size"], {}):
+                # Keep the earlier training measurement of a size re-expanded now.
+                for key in ("train", "load_before_train"):
+                    row[key] = old[row["size"]][key]
+                row["train_measured_at"] = old[row["size"]].get("measured_at")
+            old[row["size"]] = row
+        order = ["1x1", "4x8", "16x32", "32x64"]
+        rows = sorted(old.values(), key=lambda r: (order + [r["size"]]).index(r["size"]))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores ({platform.processor()})",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -306,11 +328,12 @@ def _gb(x: float) -> str:
 def format_report(report: dict) -> str:
     rows = report["rows"]
     lines = [
-        f"Measured {report['date']} on {report['machine']}; load average (1, 5, 15 min) before "
-        "each measurement in the table, after all: " + report["load_after"] + ".",
+        f"Written {report['date']} on {report['machine']}; load average (1, 5, 15 min) before "
+        "each measurement in the table, after the last run: " + report["load_after"] + ".",
         "",
         "| size | interactions | users | items | expand s in process (with start-up) | "
-        "interactions/s writing (end to end) | bytes/interaction | expand peak RSS GiB | load |",
+        "interactions/s writing (end to end) | bytes/interaction | expand peak RSS GiB | load "
+        "(when) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -321,7 +344,8 @@ def format_report(report: dict) -> str:
             f"{e['interactions_per_s']:,.0f} "
             f"({e['interactions'] / e['seconds_total_in_process']:,.0f}) | "
             f"{e['bytes_on_disk'] / e['interactions']:.1f} | "
-            f"{_gb(e['ru_maxrss_bytes'])} | {r['load_before_expand']} |"
+            f"{_gb(e['ru_maxrss_bytes'])} | {r['load_before_expand']} "
+            f"({r.get('measured_at', report['date'])}) |"
         )
     trained = [r for r in rows if "train" in r]
     if trained:
