@@ -297,7 +297,7 @@ def main(argv=None) -> None:
                     row[key] = old[row["size"]][key]
                 row["train_measured_at"] = old[row["size"]].get("measured_at")
             old[row["size"]] = row
-        order = ["1x1", "4x8", "16x32", "32x64"]
+        order = ["1x1", "4x8", "16x32", "32x64", "32x8"]
         rows = sorted(old.values(), key=lambda r: (order + [r["size"]]).index(r["size"]))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores ({platform.processor()})",
@@ -402,6 +402,15 @@ def targets(report: dict) -> list[str]:
             f"parameters): {_gb(b['ru_maxrss_bytes'])} vs 1.1 x ({_gb(a['ru_maxrss_bytes'])} + "
             f"{_gb(extra)}) = {_gb(bound)} GiB -> "
             f"{'met' if b['ru_maxrss_bytes'] <= bound else 'NOT met'}"
+        )
+    if "train" in by.get("4x8", {}) and "train" in by.get("32x8", {}):
+        a, b = by["4x8"]["train"], by["32x8"]["train"]
+        ratio = b["ru_maxrss_bytes"] / a["ru_maxrss_bytes"]
+        out.append(
+            f"- same catalogue (n = 8), {b['interactions'] / a['interactions']:.1f}x the "
+            f"interactions (4x8 -> 32x8): training peak RSS {_gb(a['ru_maxrss_bytes'])} -> "
+            f"{_gb(b['ru_maxrss_bytes'])} GiB ({ratio:.2f}x; flat in interactions: "
+            f"{'yes, within 10%' if ratio <= 1.1 else 'NO'})"
         )
     for size, r in by.items():
         if "train" in r:

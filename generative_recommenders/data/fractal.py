@@ -37,12 +37,15 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from generative_recommenders.data.store import SequenceStore, StoreWriter
 from generative_recommenders.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ def source_matrix(store: SequenceStore) -> SourceMatrix:
 
 def _sparse(offsets: np.ndarray, codes: np.ndarray, values: np.ndarray, n: int) -> torch.Tensor:
     """[M, n] float64 sparse CSR tensor (duplicate entries are summed by the products)."""
+    import torch  # here: plain preprocessing runs should not pay torch's import
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
@@ -151,6 +156,8 @@ def truncated_svd(
     Randomized subspace iteration (Halko, Martinsson and Tropp, 2011) from a Gaussian start
     seeded by ``seed``, re-orthonormalized after every product.
     """
+    import torch
+
     rows, cols = matrix.shape
     q = min(k + oversample, rows, cols)
     omega = np.random.default_rng([seed, 0x5FD]).standard_normal((cols, q))
