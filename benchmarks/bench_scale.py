@@ -345,7 +345,7 @@ def format_report(report: dict) -> str:
             f"({e['interactions'] / e['seconds_total_in_process']:,.0f}) | "
             f"{e['bytes_on_disk'] / e['interactions']:.1f} | "
             f"{_gb(e['ru_maxrss_bytes'])} | {r['load_before_expand']} "
-            f"({r.get('measured_at', report['date'])}) |"
+            f"({r.get('measured_at', '?')}) |"
         )
     trained = [r for r in rows if "train" in r]
     if trained:
