@@ -429,7 +429,7 @@ def _plot(report: dict, path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = report["rows"]
+    rows = sorted(report["rows"], key=lambda r: r["expand"]["interactions"])
     x = [r["expand"]["interactions"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.loglog(x, [r["expand"]["seconds_total_in_process"] for r in rows], "o-", label="expand")
@@ -446,6 +446,12 @@ def _plot(report: dict, path: pathlib.Path) -> None:
             "s-",
             label="training (main process)",
         )
+    for r in rows:
+        ax2.annotate(r["size"], (r["expand"]["interactions"], r["expand"]["ru_maxrss_bytes"] / 2**30),
+                     textcoords="offset points", xytext=(0, 6), fontsize=8)  # fmt: skip
+    for r in trained:
+        ax2.annotate(r["size"], (r["expand"]["interactions"], r["train"]["ru_maxrss_bytes"] / 2**30),
+                     textcoords="offset points", xytext=(0, 6), fontsize=8)  # fmt: skip
     ax2.set_xlabel("interactions")
     ax2.set_ylabel("peak RSS (GiB)")
     ax2.set_ylim(bottom=0)
