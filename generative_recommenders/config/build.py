@@ -35,6 +35,7 @@ from generative_recommenders.data.dataset import SequenceDataset
 from generative_recommenders.data.loader import set_loader_epoch
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.evaluation.evaluator import Evaluator
+from generative_recommenders.ops import kernels
 from generative_recommenders.retrieval import CandidateIndex
 from generative_recommenders.training.distributed import DistributedContext
 from generative_recommenders.training.inputs import encoder_inputs
@@ -73,6 +74,7 @@ def validate_choices(config: TrainConfig) -> None:
         choose(binding, value, choices)
     if config.loss_module == "FormulaLoss":
         formula_loss_formula()
+    kernels.check(config.kernels)
 
 
 def build_config_encoder(config: TrainConfig, max_item_id: int) -> nn.Module:
@@ -96,6 +98,7 @@ def build_training(
 ) -> BuiltTraining:
     """Build model, loaders, evaluation and schedule for one rank."""
     device = context.device
+    kernels.use(config.kernels)  # which ops implementations run in this process
     encoder = build_config_encoder(config, store.max_item_id)
     if config.main_module_bf16:
         encoder = encoder.to(torch.bfloat16)

@@ -3,7 +3,7 @@
 Every parameter name and default of the paper's public ``train_fn`` is kept, so its gin files run
 unchanged; the project's additions (``eval_split``, ``selection_metric``,
 ``early_stopping_patience``, ``filter_seen``, ``sampled_eval``, ``keep_last_n_checkpoints``,
-``negatives_sharing``) have defaults that keep the paper's protocol.
+``negatives_sharing``, ``kernels``) have defaults that keep the paper's protocol.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class TrainConfig:
     sampled_eval: str | None = None
     keep_last_n_checkpoints: int = 3
     negatives_sharing: str = "none"  # "none" | "row" | "batch"; checked by build.validate_choices
+    kernels: str = "auto"  # "auto" | "reference" | a backend name (ops.kernels); checked there too
 
     def __post_init__(self) -> None:
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
@@ -142,6 +143,7 @@ def train_fn(
     sampled_eval: str | None = TrainConfig.sampled_eval,
     keep_last_n_checkpoints: int = TrainConfig.keep_last_n_checkpoints,
     negatives_sharing: str = TrainConfig.negatives_sharing,
+    kernels: str = TrainConfig.kernels,
 ) -> TrainConfig:
     """Collect the ``train_fn.*`` bindings into a validated :class:`TrainConfig`.
 

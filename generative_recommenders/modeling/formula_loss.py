@@ -44,7 +44,7 @@ class FormulaLoss(_SampledLoss):
         formula: e.g. ``"softplus(neg - pos)"``; see :mod:`generative_recommenders.modeling.formula`.
         num_to_sample: R negatives per position.
         softmax_temperature: T, logits are divided by it before the formula.
-        activation_checkpoint, checkpoint_chunk_size, fused, negatives_sharing: as
+        activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as
             :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss`.
 
     Raises:
@@ -58,7 +58,6 @@ class FormulaLoss(_SampledLoss):
         softmax_temperature: float,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
-        fused: bool = True,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__(
@@ -66,12 +65,12 @@ class FormulaLoss(_SampledLoss):
             softmax_temperature,
             activation_checkpoint,
             checkpoint_chunk_size,
-            fused,
             negatives_sharing,
         )
         self.formula = parse(formula)
 
-    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """The formula per row: logits [c, 1 + R] (/ temperature), hits [c, R] -> [c]."""
         return row_losses(self.formula, logits, hits)
 
     def debug_str(self) -> str:

@@ -11,6 +11,8 @@ from generative_recommenders.modeling.similarity.base import PreparedState
 class DotProductSimilarity(nn.Module):
     """Parameter-free inner product; see :mod:`.base` for the contract."""
 
+    dot_product = True  # score(q, x) is exactly <q, x>: the losses may use fused dot kernels
+
     def forward(
         self,
         query_embeddings: torch.Tensor,
