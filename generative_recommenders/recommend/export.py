@@ -20,10 +20,9 @@ How the trace stays valid for every input: the encoders are causal, so the state
 ``n - 1`` does not depend on later positions; the traced program therefore runs every row at the
 full width ``N + 1`` (a constant, so nothing the encoder derives from lengths on the host, e.g.
 HSTU's length groups, varies between calls) and picks each row's state at ``length - 1`` with
-tensor ops. While tracing, the "auto" kernels run (never fbgemm's operators, which would tie the
-program to fbgemm_gpu), and the autograd functions (bias lookup, SiLU attention) run as
-the plain tensor ops they are without autograd (a custom autograd function cannot be serialised;
-the two are equal in the forward pass). The traced program
+tensor ops. While tracing, every ops function runs its reference formula (plain ATen ops: no
+fbgemm operator, which would tie the program to fbgemm_gpu, and no custom autograd function, which
+cannot be serialised; the "auto" kernels equal them up to float rounding). The traced program
 is checked against the eager encoder on a second batch with other lengths before anything is
 written.
 """
@@ -83,10 +82,10 @@ class QueryEncoder(nn.Module):
 
 @contextmanager
 def _traceable_ops() -> Iterator[None]:
-    """The "auto" kernels while tracing (plain ATen ops under ``no_grad``; fbgemm's operators,
-    which a traced program would need at load time, are never "auto"), and no tracer warnings
-    for host values that are constants here."""
-    with kernels.using(kernels.AUTO), warnings.catch_warnings():
+    """The reference kernels while tracing (the formulas: plain ATen ops, no fbgemm operator the
+    traced program would need at load time), and no tracer warnings for host values that are
+    constants here."""
+    with kernels.using(kernels.REFERENCE), warnings.catch_warnings():
         # Host values the encoder reads are constants here (full-width rows, fixed batch);
         # the result is checked against the eager model anyway.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
