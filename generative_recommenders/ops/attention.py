@@ -37,12 +37,15 @@ class AttentionMask:
         if allowed.dtype != torch.bool or allowed.dim() != 3:
             raise ValueError("AttentionMask: allowed must be a [B | 1, Nq, Nk] bool tensor")
         self.allowed = allowed
+        self.is_causal = False  # set by :meth:`causal` (lets backends build forms directly)
         self._derived: dict[Any, Any] = {}
 
     @classmethod
     def causal(cls, width: int, device: torch.device | str) -> AttentionMask:
         """[1, width, width]: position i attends to positions 0..i."""
-        return cls(torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0))
+        mask = cls(torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0))
+        mask.is_causal = True
+        return mask
 
     def derived(self, key: Any, make: Callable[[], Any]) -> Any:
         """``make()`` on the first call with ``key``, the same object afterwards."""
@@ -53,12 +56,16 @@ class AttentionMask:
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
         """[B | 1, Nq, Nk]: 0 where allowed, -inf elsewhere."""
         allowed = self.allowed
-        return self.derived(
-            ("additive", dtype),
-            lambda: torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
-                ~allowed, -torch.inf
-            ),
-        )
+
+        def make() -> torch.Tensor:
+            if self.is_causal:  # -inf strictly above the diagonal: one fill and one triu
+                return torch.full(
+                    allowed.shape, -torch.inf, dtype=dtype, device=allowed.device
+                ).triu_(1)
+            zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+            return zeros.masked_fill_(allowed.logical_not(), -torch.inf)
+
+        return self.derived(("additive", dtype), make)
 
 
 def softmax_attention_reference(

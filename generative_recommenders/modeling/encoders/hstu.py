@@ -352,11 +352,12 @@ class HSTU(SequentialEncoder):
         hs = self._run_groups(self.blocks[:-1], plan)
         last = self.blocks[-1]
         states = []
+        bias = last.bias_weights()
         for h, g, query in zip(hs, plan.groups, plan.last_queries, strict=True):
             u, v, q, k = last.project(h)
             users = torch.arange(g.end - g.start, device=h.device)
             rows = (plan.lengths[g.start : g.end] - 1).clamp(min=0)  # [b] last position
-            attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.mask, query.index)
+            attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.mask, query.index, bias)
             states.append(last.output(u[users, rows], attn.squeeze(1), h[users, rows]))
         states = self.output_postproc(torch.cat(states) if len(states) > 1 else states[0])
         states = torch.empty_like(states).index_copy_(0, plan.sorting.order, states)
