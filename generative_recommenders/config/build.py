@@ -266,6 +266,10 @@ def _schedule(config: TrainConfig) -> Schedule:
         weight_decay=config.weight_decay,
         num_warmup_steps=config.num_warmup_steps,
         random_seed=config.random_seed,
+        checkpoint_every_n_steps=config.checkpoint_every_n_steps,
+        eval_every_n_steps=config.eval_every_n_steps,
+        max_steps=config.max_steps,
+        on_nonfinite_loss=config.on_nonfinite_loss,
     )
 
 

@@ -3,7 +3,9 @@
 Every parameter name and default of the paper's public ``train_fn`` is kept, so its gin files run
 unchanged; the project's additions (``eval_split``, ``selection_metric``,
 ``early_stopping_patience``, ``filter_seen``, ``sampled_eval``, ``keep_last_n_checkpoints``,
-``negatives_sharing``, ``kernels``) have defaults that keep the paper's protocol.
+``negatives_sharing``, ``kernels`` and the long-run settings ``checkpoint_every_n_steps``,
+``eval_every_n_steps``, ``max_steps``, ``on_nonfinite_loss``) have defaults that keep the paper's
+protocol.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ EVAL_SPLITS = ("test", "valid")
 FILTER_SEEN = ("window", "all")
 USER_EMBEDDING_NORMS = ("l2_norm", "layer_norm")
 SAMPLED_EVAL = (None, "uni100", "pop100")
+ON_NONFINITE_LOSS = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class TrainConfig:
     keep_last_n_checkpoints: int = 3
     negatives_sharing: str = "none"  # "none" | "row" | "batch"; checked by build.validate_choices
     kernels: str = "auto"  # "auto" | "reference" | a backend name (ops.kernels); checked there too
+    # Long runs (docs/training.md): step counts, 0 = off.
+    checkpoint_every_n_steps: int = 0
+    eval_every_n_steps: int = 0
+    max_steps: int = 0
+    on_nonfinite_loss: str = "stop"
 
     def __post_init__(self) -> None:
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
@@ -84,6 +92,11 @@ class TrainConfig:
             )
         if self.early_stopping_patience < 0:
             raise ValueError("train_fn.early_stopping_patience: expected >= 0 (0 = never stop)")
+        _check_choice("on_nonfinite_loss", self.on_nonfinite_loss, ON_NONFINITE_LOSS)
+        for name in ("checkpoint_every_n_steps", "eval_every_n_steps", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"train_fn.{name}={value!r}: expected a step count >= 0 (0 = off)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,6 +157,10 @@ def train_fn(
     keep_last_n_checkpoints: int = TrainConfig.keep_last_n_checkpoints,
     negatives_sharing: str = TrainConfig.negatives_sharing,
     kernels: str = TrainConfig.kernels,
+    checkpoint_every_n_steps: int = TrainConfig.checkpoint_every_n_steps,
+    eval_every_n_steps: int = TrainConfig.eval_every_n_steps,
+    max_steps: int = TrainConfig.max_steps,
+    on_nonfinite_loss: str = TrainConfig.on_nonfinite_loss,
 ) -> TrainConfig:
     """Collect the ``train_fn.*`` bindings into a validated :class:`TrainConfig`.
 
