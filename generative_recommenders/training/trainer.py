@@ -188,7 +188,8 @@ class Trainer:
         or any rank received a preemption signal (one small all-reduce; the loss's ``item()``
         synchronises the device there anyway). A non-finite loss anywhere means no rank updates:
         under ``on_nonfinite_loss="stop"`` the step does not count, under ``"skip"`` it counts
-        (data position, step number and learning-rate schedule advance) without an update.
+        (data position and step number advance) without an update (nor a learning-rate schedule
+        step: warmup follows the updates actually made).
         """
         batch = batch.to(self.context.device, non_blocking=True)
         inputs = encoder_inputs(batch, write_target_id=True)
@@ -214,7 +215,7 @@ class Trainer:
             self.state.skipped_steps += 1
         else:
             self.optimizer.step()
-        self.scheduler.step()
+            self.scheduler.step()
         self.state.step += 1
         return result
 
@@ -283,7 +284,8 @@ class Trainer:
         totals = all_reduce_sum(
             torch.tensor([s.epoch_loss_sum, float(s.epoch_loss_count)], dtype=torch.float64)
         )
-        mean_loss = float(totals[0] / max(totals[1].item(), 1.0))
+        # nan when no step of the epoch had a finite loss (every update skipped)
+        mean_loss = float(totals[0] / totals[1]) if totals[1].item() > 0 else math.nan
         if stopped is not None:
             return EpochEnd(mean_loss, complete=False, stopped=stopped)
         elapsed = time.perf_counter() - started
