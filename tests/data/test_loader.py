@@ -54,6 +54,21 @@ def test_training_order_depends_only_on_seed_and_epoch(data_dir):
     assert _rows(create_data_loader(ds, random_seed=8, **kw)) != first
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_mid_epoch_start_yields_exactly_the_rest_of_each_ranks_epoch(data_dir, num_workers):
+    ds = SequenceDataset(_store(data_dir, 21), 5, 1, positional_sampling_ratio=0.5, seed=3)
+    for rank in range(2):
+        kw = dict(batch_size=3, world_size=2, rank=rank, shuffle=True, random_seed=7)
+        loader = create_data_loader(ds, num_workers=num_workers, prefetch_factor=2, **kw)
+        set_loader_epoch(loader, 2)
+        full = [batch.ids.tolist() for batch in loader]
+        assert len(full) == 4  # 11 rows of this rank (21 padded to 22), in batches of 3
+        set_loader_epoch(loader, 2, start_batch=3)
+        assert len(loader) == 1 and [batch.ids.tolist() for batch in loader] == full[3:]
+        set_loader_epoch(loader, 2)  # the start applies to that epoch only
+        assert [batch.ids.tolist() for batch in loader] == full
+
+
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_eval_partition_has_no_duplicates_or_padding(data_dir, world_size):
     ds = SequenceDataset(_store(data_dir, 7), 5, 0)
