@@ -4,7 +4,6 @@ non-finite losses, run for real (in-process, or main.py with gloo workers and re
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import shlex
@@ -21,13 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from generative_recommenders.config.run import RunOptions, run_training
 from generative_recommenders.config.train import TrainConfig
 from generative_recommenders.errors import UserInputError
-from generative_recommenders.training.distributed import (
-    DistributedContext,
-    any_rank,
-    finish_distributed,
-    init_distributed,
-)
 from generative_recommenders.training.launch import Topology
+from tests.training.agreement_worker import agreement_worker
 from tests.training.conftest import REPO, TINY_CONFIG, free_port
 
 # The tiny store has 61 training users: 4 batches of 16 per epoch on one worker, 2 on each of two.
@@ -147,18 +141,8 @@ def test_skip_makes_no_update_and_counts_the_skipped_steps(tmp_path, tiny_data_d
     assert _scalars(pathlib.Path(skipped["run_dir"]), "train/skipped_steps")[8] == 8
 
 
-def _agreement_worker(rank: int, port: int, out_dir: str) -> None:
-    init_distributed(
-        DistributedContext(rank, rank, 2, torch.device("cpu")), f"tcp://127.0.0.1:{port}"
-    )
-    loss = torch.tensor(0.0) / torch.tensor(0.0) if rank == 1 else torch.tensor(1.5)
-    agreed = any_rank([not math.isfinite(float(loss)), False], torch.device("cpu"))
-    (pathlib.Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(agreed))
-    finish_distributed()
-
-
 def test_a_non_finite_loss_on_one_rank_is_seen_by_every_rank(tmp_path) -> None:
-    mp.spawn(_agreement_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(agreement_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [True, False]
 
