@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import pathlib
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -67,6 +71,29 @@ def test_mid_epoch_start_yields_exactly_the_rest_of_each_ranks_epoch(data_dir, n
         assert len(loader) == 1 and [batch.ids.tolist() for batch in loader] == full[3:]
         set_loader_epoch(loader, 2)  # the start applies to that epoch only
         assert [batch.ids.tolist() for batch in loader] == full
+
+
+def _children() -> set[int]:
+    tasks = pathlib.Path("/proc/self/task").glob("*/children")
+    return {int(pid) for task in tasks for pid in task.read_text().split()}
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_loader_workers_survive_a_preemption_signal(data_dir):
+    # A scheduler may signal every process of a job; the training process decides when to stop.
+    ds = SequenceDataset(_store(data_dir, 12), 5, 1)
+    before = _children()
+    loader = create_data_loader(
+        ds, batch_size=4, world_size=1, rank=0, shuffle=True, num_workers=1, prefetch_factor=2
+    )
+    first = _rows(loader)
+    workers = _children() - before
+    assert len(workers) == 1
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)  # an unprotected worker would be dead by now
+    assert _rows(loader) == first  # same epoch, same order, from the same (persistent) worker
+    assert _children() - before == workers
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
