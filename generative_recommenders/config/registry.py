@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import gin
 
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.imports import add_working_directory
 
 # Every module that registers configurables; importing them makes their names known to gin.
 CONFIGURABLE_MODULES = (
@@ -16,6 +18,8 @@ CONFIGURABLE_MODULES = (
     "generative_recommenders.config.data",
     "generative_recommenders.config.modeling",
     "generative_recommenders.config.objective",
+    "generative_recommenders.config.evaluation",
+    "generative_recommenders.config.components",
 )
 
 
@@ -32,6 +36,8 @@ def parse_gin(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None
         UserInputError: a missing file, or a binding gin does not accept, in one line.
     """
     register_configurables()
+    # A gin ``import my_module`` line resolves from the working directory (see imports.py).
+    add_working_directory()
     gin.clear_config()
     for path in config_files:
         if not Path(path).is_file():
@@ -41,9 +47,25 @@ def parse_gin(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None
         _parse(f"--gin_bindings={binding!r}", lambda b=binding: gin.parse_config(b))
 
 
+def _check_train_fn_names(source: str) -> None:
+    # train_fn takes any name in gin (its sections declare them), so check them here, per source.
+    from generative_recommenders.config.train import _owners, bound_train_fn_names, unknown_names
+
+    for name in unknown_names(bound_train_fn_names()):
+        close = difflib.get_close_matches(name, _owners(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserInputError(f"{source}: train_fn.{name} is no setting{hint}")
+
+
 def _parse(source: str, parse) -> None:
     try:
         parse()
+        _check_train_fn_names(source)
+    except ImportError as error:
+        raise UserInputError(
+            f"{source}: cannot import {error.name or error} (a gin 'import' line names a module "
+            "importable from the working directory, e.g. examples.custom_loss)"
+        ) from error
     except (ValueError, SyntaxError, KeyError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise UserInputError(f"{source}: {first_line}") from error

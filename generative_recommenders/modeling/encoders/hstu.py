@@ -47,6 +47,7 @@ from generative_recommenders.modeling.encoders.relative_bias import (
 )
 from generative_recommenders.ops.dropout import Dropout
 from generative_recommenders.ops.silu_attention import silu_attention
+from generative_recommenders.registry import ENCODERS
 
 TIMESTAMPS_KEY = "timestamps"
 NORMALIZATIONS = ("rel_bias", "softmax_rel_bias")
@@ -291,6 +292,7 @@ class HSTUCache:
     last_inputs: torch.Tensor
 
 
+@ENCODERS.register("HSTU", gin_name="hstu_encoder")
 class HSTU(SequentialEncoder):
     """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on length groups -> postprocessor."""
 
@@ -299,16 +301,16 @@ class HSTU(SequentialEncoder):
         max_sequence_len: int,
         max_output_len: int,
         embedding_dim: int,
-        num_blocks: int,
-        num_heads: int,
-        dqk: int,
-        dv: int,
-        linear_dropout_rate: float,
-        attn_dropout_rate: float,
         embedding_module: nn.Module,
         similarity_module: nn.Module,
         input_features_preproc_module: nn.Module,
         output_postproc_module: nn.Module,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dqk: int = 64,
+        dv: int = 64,
+        linear_dropout_rate: float = 0.0,
+        attn_dropout_rate: float = 0.0,
         normalization: str = "rel_bias",
         linear_config: str = "uvqk",
         linear_activation: str = "silu",

@@ -15,6 +15,7 @@ from generative_recommenders.modeling.encoders.base import (
     ungroup,
 )
 from generative_recommenders.ops.dropout import Dropout, dropout
+from generative_recommenders.registry import ENCODERS
 
 FFN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 LAYER_NORM_EPS = 1e-8
@@ -109,6 +110,7 @@ def causal_bias(width: int, device: torch.device, dtype: torch.dtype) -> torch.T
     return torch.zeros(width, width, device=device, dtype=dtype).masked_fill_(blocked, -torch.inf)
 
 
+@ENCODERS.register("SASRec", gin_name="sasrec_encoder")
 class SASRec(SequentialEncoder):
     """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> postprocessor.
 
@@ -126,15 +128,15 @@ class SASRec(SequentialEncoder):
         max_sequence_len: int,
         max_output_len: int,
         embedding_dim: int,
-        num_blocks: int,
-        num_heads: int,
-        ffn_hidden_dim: int,
-        ffn_activation_fn: str,
-        ffn_dropout_rate: float,
         embedding_module: nn.Module,
         similarity_module: nn.Module,
         input_features_preproc_module: nn.Module,
         output_postproc_module: nn.Module,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        ffn_hidden_dim: int = 64,
+        ffn_activation_fn: str = "relu",
+        ffn_dropout_rate: float = 0.2,
         activation_checkpoint: bool = False,
         verbose: bool = False,
         attention_group_size: int = 16,
