@@ -62,9 +62,10 @@ def _parse(source: str, parse) -> None:
         parse()
         _check_train_fn_names(source)
     except ImportError as error:
+        what = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise UserInputError(
-            f"{source}: cannot import {error.name or error} (a gin 'import' line names a module "
-            "importable from the working directory, e.g. examples.custom_loss)"
+            f"{source}: {what} (a gin 'import' line names a module importable "
+            "from the working directory, e.g. examples.custom_loss)"
         ) from error
     except (ValueError, SyntaxError, KeyError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
