@@ -29,8 +29,13 @@ def register_configurables() -> None:
         importlib.import_module(name)
 
 
-def parse_gin(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
+def parse_gin(
+    config_files: Sequence[str], bindings: Sequence[str] = (), skip_unknown: bool = False
+) -> None:
     """Clear gin, then parse ``config_files`` followed by ``bindings`` (later ones win).
+
+    ``skip_unknown``: ignore bindings of configurables that no longer exist (a run folder's
+    ``config.gin`` written by an older version names a few).
 
     Raises:
         UserInputError: a missing file, or a binding gin does not accept, in one line.
@@ -42,7 +47,7 @@ def parse_gin(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None
     for path in config_files:
         if not Path(path).is_file():
             raise UserInputError(f"{path}: gin config file not found")
-        _parse(str(path), lambda p=path: gin.parse_config_file(p))
+        _parse(str(path), lambda p=path: gin.parse_config_file(p, skip_unknown=skip_unknown))
     for binding in bindings:
         _parse(f"--gin_bindings={binding!r}", lambda b=binding: gin.parse_config(b))
 
