@@ -80,6 +80,10 @@ class Registry:
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests, or a notebook that redefines a component)."""
+        self._entries.pop(name, None)
+
     def on_register(self, listener: Callable[[Entry], None]) -> None:
         """Call ``listener`` for every entry, now and whenever one registers later."""
         self._listeners.append(listener)
