@@ -61,6 +61,9 @@ def test_dataframe_train_recommend_and_similar_items(tmp_path) -> None:
     assert not seen & set(top.loc[top["user_id"] == "user-3", "item_id"])  # viewed filtered
     assert set(top["item_id"]) <= set(events["sku"])  # the DataFrame's own item ids
 
+    new = rec.recommend_for_histories({"new-user": [100, 101]}, k=4)
+    assert len(new) == 4 and not {100, 101} & set(new["item_id"])
+
     similar = rec.similar_items([100], k=3)
     assert len(similar) == 3 and 100 not in set(similar["item_id"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,10 +24,19 @@ CONFIGURABLE_MODULES = (
 )
 
 
+# Every module under these packages is imported, so a component file dropped into one of them
+# registers itself with no import to add anywhere.
+COMPONENT_PACKAGES = ("generative_recommenders.modeling", "generative_recommenders.evaluation")
+
+
 def register_configurables() -> None:
-    """Import every configurable module once (idempotent)."""
+    """Import every configurable module and every component module once (idempotent)."""
     for name in CONFIGURABLE_MODULES:
         importlib.import_module(name)
+    for package_name in COMPONENT_PACKAGES:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+            importlib.import_module(module.name)
 
 
 def parse_gin(

@@ -9,15 +9,19 @@ ones; ``preprocess_public_data.py --source_module my_module`` imports one of you
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 
 from generative_recommenders.data.sources.base import Interactions, SourceOptions
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.registry import SOURCES
 
-# The built-in sources register as they are imported, in the order their names are listed.
+# The sources register as they are imported: these first (the order their names are listed
+# in), then any other module of this package, so a new source is one file here.
 for _module in ("movielens", "amazon", "amazon_2023", "custom"):
     importlib.import_module(f"{__name__}.{_module}")
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 # Made from another store by preprocess_public_data.py (data/fractal_store.py), not read.
 EXPANSIONS = ("fractal", "ml-3b")
