@@ -11,10 +11,17 @@ import gin
 import pytest
 
 from generative_recommenders.config.build import validate
-from generative_recommenders.config.run import RunOptions, _resume_path, load_config, preflight
+from generative_recommenders.config.run import (
+    RunOptions,
+    _resume_path,
+    load_config,
+    preflight,
+    run_training,
+)
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.errors import UserInputError
-from tests.training.conftest import REPO, TINY_CONFIG
+from generative_recommenders.training.launch import Topology
+from tests.training.conftest import REPO, TINY_CONFIG, free_port
 
 MOL = (
     'train_fn.interaction_module_type = "MoL"',
@@ -185,3 +192,28 @@ def test_resume_latest_never_picks_another_configuration(tmp_path) -> None:
     own.mkdir()
     (own / "last.pt").write_bytes(b"")
     assert _resume_path(options, "tiny-l20", prefix) == own / "last.pt"
+
+
+def _train(root: pathlib.Path, data_dir: pathlib.Path, *bindings: str, resume=None) -> dict:
+    options = RunOptions(
+        gin_config_files=(str(TINY_CONFIG),),
+        gin_bindings=("train_fn.num_epochs = 1", "train_fn.eval_interval = 0", *bindings),
+        data_dir=str(data_dir),
+        exp_dir=str(root / "exps"),
+        ckpt_dir=str(root / "ckpts"),
+        resume=resume,
+    )
+    return run_training(options, Topology("127.0.0.1", free_port(), 1, 1, 0, "cpu"))
+
+
+def test_a_trained_run_is_never_resumed_under_another_configuration(tmp_path, tiny_data_dir):
+    dot = _train(tmp_path, tiny_data_dir)
+    dot_dir = pathlib.Path(dot["run_dir"])
+    with pytest.raises(UserInputError, match="no checkpoint of this configuration"):
+        _train(tmp_path, tiny_data_dir, *MOL, resume="latest")
+    checkpoints = tmp_path / "ckpts" / dot_dir.parent.name / dot_dir.name
+    with pytest.raises(UserInputError, match="configuration .* differs from this one"):
+        _train(tmp_path, tiny_data_dir, *MOL, resume=str(checkpoints))
+    # The same configuration finds its own run (one more epoch on top of the first).
+    resumed = _train(tmp_path, tiny_data_dir, "train_fn.num_epochs = 2", resume="latest")
+    assert pathlib.Path(resumed["run_dir"]) == dot_dir
