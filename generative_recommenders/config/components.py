@@ -113,6 +113,11 @@ def build(registry: Registry, name: str, offers: dict[str, Offer], used: set[str
                     f"{offer.binding}={offer.value!r} contradicts {selected}, which uses "
                     f"{parameter}={fixed[parameter]!r}; remove the binding"
                 )
+            if parameter in bound and bound[parameter] != fixed[parameter]:
+                raise UserInputError(
+                    f"{entry.gin_name}.{parameter}={bound[parameter]!r} contradicts {selected}, "
+                    f"which uses {parameter}={fixed[parameter]!r}; remove the binding"
+                )
             used.add(offer.binding)
             if parameter in parameters:
                 kwargs[parameter] = fixed[parameter]
@@ -155,7 +160,7 @@ def check_all_used(offers: Iterable[Offer], used: set[str], choices: str) -> Non
 def check_unselected(registry: Registry, selected: str) -> None:
     """Refuse bindings of a component of ``registry`` that the run does not select."""
     for entry in registry.entries():
-        if entry.name == selected or entry.kind != registry.kind:
+        if entry.name == selected:
             continue
         _make_configurable(entry)
         bound = _bound_parameters(entry)

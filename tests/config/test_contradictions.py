@@ -127,13 +127,24 @@ def test_an_unknown_component_lists_the_registered_ones(tiny_data_dir) -> None:
     assert "train_fn.loss_module='Hinge' is not one of: SampledSoftmaxLoss, BCELoss" in message
 
 
-def test_main_refuses_a_zero_temperature_with_exit_2(tmp_path, tiny_data_dir) -> None:
+@pytest.mark.parametrize(
+    "bindings, expected",
+    [
+        (("train_fn.temperature = 0.0",), "train_fn.temperature=0.0"),
+        (('train_fn.loss_module = "BCELoss"',), "contradicts train_fn.loss_module='BCELoss'"),
+        (("create_mol_interaction_module.temperature = 0.1",), "interaction_module_type"),
+        (("train_fn.learning_rat = 0.1",), "did you mean learning_rate"),
+    ],
+)
+def test_main_ends_a_bad_binding_with_one_line_and_exit_2(
+    tmp_path, tiny_data_dir, bindings, expected
+) -> None:
     run = subprocess.run(
         [
             sys.executable,
             str(REPO / "main.py"),
             f"--gin_config_file={TINY_CONFIG}",
-            "--gin_bindings=train_fn.temperature = 0.0",
+            *[f"--gin_bindings={binding}" for binding in bindings],
             f"--data_dir={tiny_data_dir}",
             f"--exp_dir={tmp_path / 'exps'}",
             f"--ckpt_dir={tmp_path / 'ckpts'}",
@@ -147,7 +158,7 @@ def test_main_refuses_a_zero_temperature_with_exit_2(tmp_path, tiny_data_dir) ->
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
-    assert lines[-1].startswith("error: ") and "train_fn.temperature=0.0" in lines[-1]
+    assert lines[-1].startswith("error: ") and expected in lines[-1], lines[-1]
 
 
 def test_run_names_differ_in_every_model_and_objective_choice(tiny_data_dir) -> None:
@@ -217,3 +228,14 @@ def test_a_trained_run_is_never_resumed_under_another_configuration(tmp_path, ti
     # The same configuration finds its own run (one more epoch on top of the first).
     resumed = _train(tmp_path, tiny_data_dir, "train_fn.num_epochs = 2", resume="latest")
     assert pathlib.Path(resumed["run_dir"]) == dot_dir
+
+
+def test_a_fixed_value_bound_under_the_components_name_is_refused(tiny_data_dir) -> None:
+    message = _refusal(
+        tiny_data_dir,
+        'train_fn.loss_module = "BCELoss"',
+        "train_fn.temperature = 1.0",
+        "train_fn.num_negatives = None",
+        "BCELoss.temperature = 0.5",
+    )
+    assert "BCELoss.temperature=0.5" in message and "train_fn.loss_module='BCELoss'" in message
