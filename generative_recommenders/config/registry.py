@@ -69,7 +69,7 @@ def _check_train_fn_names(source: str) -> None:
     for name in unknown_names(bound_train_fn_names()):
         close = difflib.get_close_matches(name, _owners(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserInputError(f"{source}: train_fn.{name} is no setting{hint}")
+        raise UserInputError(f"{source}: train_fn doesn't have a parameter named {name!r}{hint}")
 
 
 def _parse(source: str, parse) -> None:
