@@ -64,10 +64,14 @@ def parse_gin(
 
 def _check_train_fn_names(source: str) -> None:
     # train_fn takes any name in gin (its sections declare them), so check them here, per source.
-    from generative_recommenders.config.train import _owners, bound_train_fn_names, unknown_names
+    from generative_recommenders.config.train import (
+        bound_train_fn_names,
+        setting_names,
+        unknown_names,
+    )
 
     for name in unknown_names(bound_train_fn_names()):
-        close = difflib.get_close_matches(name, _owners(), n=3)
+        close = difflib.get_close_matches(name, setting_names(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserInputError(f"{source}: train_fn doesn't have a parameter named {name!r}{hint}")
 
@@ -75,7 +79,6 @@ def _check_train_fn_names(source: str) -> None:
 def _parse(source: str, parse) -> None:
     try:
         parse()
-        _check_train_fn_names(source)
     except ImportError as error:
         what = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise UserInputError(
@@ -89,6 +92,7 @@ def _parse(source: str, parse) -> None:
         raise UserInputError(
             f"{source}: cannot parse gin ({type(error).__name__}: {error})"
         ) from error
+    _check_train_fn_names(source)
 
 
 def operative_config() -> str:

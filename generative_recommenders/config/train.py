@@ -139,6 +139,11 @@ def unknown_names(names: Any) -> list[str]:
     return [name for name in names if name not in owners]
 
 
+def setting_names() -> list[str]:
+    """Every ``train_fn`` name a section declares."""
+    return list(_owners())
+
+
 def bound_train_fn_names() -> list[str]:
     """The parameter names bound to ``train_fn`` in the current gin config."""
     return list(gin.get_bindings(_train_fn_bindings))
