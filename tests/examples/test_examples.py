@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from generative_recommenders.config.registry import parse_gin
 from generative_recommenders.config.run import RunOptions, preflight
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.recommend.recommender import Recommender
 from generative_recommenders.registry import LOSSES
 from tests.training.conftest import REPO
 
@@ -82,13 +83,21 @@ def test_the_hinge_loss_trains_with_two_spawned_workers(tmp_path, tiny_data_dir)
     assert "PairwiseHingeLoss.margin = 0.5" in (run_dir / "config.gin").read_text()
 
 
-def test_the_gru_encoder_trains_through_main(tmp_path, tiny_data_dir) -> None:
+def test_the_gru_encoder_trains_through_main(tmp_path, tiny_data_dir, monkeypatch) -> None:
     run = _main("examples/custom_encoder.gin", SMALL, tmp_path, tiny_data_dir)
     assert run.returncode == 0, run.stderr[-3000:]
     run_dir, losses = _trained_run(tmp_path)
     assert run_dir.name.split("-posi-")[1].startswith("d0.2-GRU4Rec-l1-d0-l2-dot-")
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert "GRU4Rec.num_layers = 1" in (run_dir / "config.gin").read_text()
+    # The run folder rebuilds the encoder (its config.gin keeps the import line) and recommends
+    # through the same query-encoding path as the evaluation.
+    monkeypatch.chdir(REPO)
+    try:
+        top = Recommender.from_run(run_dir, data_dir=tiny_data_dir).recommend(["u1"], k=3)
+    finally:
+        gin.clear_config()
+    assert len(top) == 3 and list(top["rank"]) == [1, 2, 3]
 
 
 def test_a_module_in_the_working_directory_is_imported(tmp_path, monkeypatch) -> None:
