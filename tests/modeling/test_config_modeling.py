@@ -128,7 +128,7 @@ def test_sasrec_defaults_and_dot_product():
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("main_module", "GRU4Rec"),
+        ("main_module", "NoSuchEncoder"),
         ("interaction_module_type", "Cosine"),
         ("embedding_module_type", "remote"),
         ("user_embedding_norm", "none"),
