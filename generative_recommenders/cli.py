@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from generative_recommenders.logs import configure_logging
 from generative_recommenders.training.curves import CURVES_FILE
 
 TABLE_METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "hr@200", "ndcg@200", "mrr")
+# Exit statuses besides 0 (done) and 2 (bad input); docs/training.md, "Exit codes".
+EXIT_NONFINITE_LOSS = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL of sysexits.h: "temporary failure, retry" (for requeue rules)
 
 
 def run_main_flags(flags) -> int:
@@ -48,9 +52,46 @@ def run_main_flags(flags) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    if result and "stopped" in result:
+        return report_stop(result["stopped"], sys.argv)
     if result:
         print(format_result(result))
     return 0
+
+
+def resume_command(argv: list[str], checkpoint: str) -> str:
+    """``argv`` (this process's command line) with ``--resume`` set to ``checkpoint``, quoted
+    for a POSIX shell."""
+    kept, skip_next = [], False
+    for token in argv[1:]:
+        if skip_next:
+            skip_next = False
+        elif token in ("--resume", "-resume"):
+            skip_next = True
+        elif not token.startswith(("--resume=", "-resume=")):
+            kept.append(token)
+    resume = f"--resume={Path(checkpoint).resolve()}"
+    return shlex.join([sys.executable, argv[0], *kept, resume])
+
+
+def report_stop(stopped: dict, argv: list[str]) -> int:
+    """One line on stderr for a run that ended early; returns its exit status."""
+    if stopped["reason"] == "preempted":
+        print(
+            f"preempted by {stopped['signal']} at step {stopped['step']}: checkpoint "
+            f"{stopped['checkpoint']} written; resume with: "
+            f"{resume_command(argv, stopped['checkpoint'])}",
+            file=sys.stderr,
+        )
+        return EXIT_PREEMPTED
+    last = stopped["checkpoint"]
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    print(
+        f"error: non-finite loss ({stopped['loss']}) at step {stopped['step']}; {where} "
+        '(lower train_fn.learning_rate, or train_fn.on_nonfinite_loss = "skip", and --resume it)',
+        file=sys.stderr,
+    )
+    return EXIT_NONFINITE_LOSS
 
 
 def format_result(result: dict) -> str:

@@ -29,6 +29,7 @@ from generative_recommenders.config.objective import (
 )
 from generative_recommenders.config.train import TrainConfig
 from generative_recommenders.data.store import SequenceStore
+from generative_recommenders.ops import kernels
 from generative_recommenders.registry import ENCODERS, LOSSES, SAMPLERS, SIMILARITIES
 from generative_recommenders.training.distributed import DistributedContext
 from generative_recommenders.training.model import AutoregressiveModel
@@ -140,6 +141,7 @@ def build_training(
 ) -> BuiltTraining:
     """Build model, loaders, evaluation and schedule for one rank."""
     device = context.device
+    kernels.use(config.kernels)  # which ops implementations run in this process
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
     parts = build_components(config, store.max_item_id, catalogue, device)
     model = AutoregressiveModel(

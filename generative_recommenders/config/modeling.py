@@ -34,6 +34,7 @@ from generative_recommenders.modeling.preprocessors import (
     LearnablePositionalEmbeddingInputFeaturesPreprocessor,
 )
 from generative_recommenders.modeling.similarity import dot_product, mol  # noqa: F401
+from generative_recommenders.ops import kernels
 from generative_recommenders.registry import ENCODERS, SIMILARITIES
 
 
@@ -51,8 +52,12 @@ class ModelSettings:
     gr_output_length: int = 10
     l2_norm_eps: float = 1e-6
     enable_tf32: bool = False
+    # The ops implementations: "auto" | "reference" | a backend name (ops.kernels, docs/kernels.md).
+    kernels: str = "auto"
 
     def __post_init__(self) -> None:
+        # UnknownKernelsError is a ValueError naming the binding and the choices, like choose()'s.
+        kernels.check(self.kernels)
         choose("train_fn.user_embedding_norm", self.user_embedding_norm, POSTPROCESSORS)
         choose("train_fn.embedding_module_type", self.embedding_module_type, EMBEDDINGS)
         check_positive("train_fn.item_embedding_dim", self.item_embedding_dim)

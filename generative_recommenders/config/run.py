@@ -34,6 +34,7 @@ from generative_recommenders.training.distributed import (
     shutdown_distributed,
 )
 from generative_recommenders.training.launch import Topology, launch
+from generative_recommenders.training.preemption import StopSignals
 from generative_recommenders.training.run_logging import RunLogger
 from generative_recommenders.training.seeding import seed_everything
 from generative_recommenders.training.trainer import Trainer
@@ -93,17 +94,21 @@ def train_worker(
     options: RunOptions,
     on_full_evaluation: EvaluationCallback | None = None,
 ) -> dict:
-    """Everything one rank does: configure, build, (resume,) fit. Returns the final metrics."""
-    prefix = f"[rank {context.rank}] " if context.world_size > 1 else ""
-    configure_logging(logging.INFO if context.is_main else logging.WARNING, prefix=prefix)
-    config = load_config(options)
-    init_distributed(context, init_method)
-    try:
-        result = _train(config, context, options, on_full_evaluation)
-        finish_distributed()
-        return result
-    finally:
-        shutdown_distributed()
+    """Everything one rank does: configure, build, (resume,) fit. Returns the final metrics.
+
+    SIGTERM / SIGUSR1 are caught from the start, so a preemption never kills a rank that is
+    still setting up; the trainer stops all ranks at the same step (training/preemption.py)."""
+    with StopSignals() as stop_signals:
+        prefix = f"[rank {context.rank}] " if context.world_size > 1 else ""
+        configure_logging(logging.INFO if context.is_main else logging.WARNING, prefix=prefix)
+        config = load_config(options)
+        init_distributed(context, init_method)
+        try:
+            result = _train(config, context, options, on_full_evaluation, stop_signals)
+            finish_distributed()
+            return result
+        finally:
+            shutdown_distributed()
 
 
 def _train(
@@ -111,6 +116,7 @@ def _train(
     context: DistributedContext,
     options: RunOptions,
     on_full_evaluation: EvaluationCallback | None = None,
+    stop_signals: StopSignals | None = None,
 ) -> dict:
     tune_allocator()  # keep glibc from unmapping and re-faulting the step's large buffers
     set_cpu_threads(context)
@@ -147,11 +153,15 @@ def _train(
         run_record=record,
         on_full_evaluation=on_full_evaluation,
         final_test=options.final_test,
+        stop_requested=stop_signals or (lambda: None),
     )
     if resume_state is not None:
         trainer.load_state_dict(resume_state, resume_path)
         if context.is_main:
-            _LOG.info("resumed from %s at epoch %d", resume_path, trainer.state.epoch)
+            _LOG.info(
+                "resumed from %s at epoch %d, step %d (batch %d of the epoch)",
+                resume_path, trainer.state.epoch, trainer.state.step, trainer.state.epoch_step,
+            )  # fmt: skip
     logger.text_file("config.gin", record["gin_config"])
     logger.json_file("run.json", record)
     if context.is_main:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -39,6 +41,42 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.num_items, self.world_size))
 
 
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that can begin an epoch after its first ``start`` indices.
+
+    The order is still a function of (seed, epoch) alone; a run resumed mid-epoch sets the start
+    to the samples this rank already consumed, so it sees exactly the rest of the epoch without
+    loading (or drawing randomness for) the skipped batches. ``set_epoch`` resets the start.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        self.start = int(start)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return max(super().__len__() - self.start, 0)
+
+
+def _ignore_preemption_signals(worker_id: int) -> None:
+    """Data-loader workers leave SIGTERM / SIGUSR1 to the training process, which stops them.
+
+    A scheduler may signal every process of the job; a worker killed by it would end the
+    training process's loader with an error before the preemption checkpoint is written."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def available_cpus() -> int:
     """Cores this process may run on."""
     try:
@@ -60,8 +98,9 @@ def create_data_loader(
 ) -> DataLoader:
     """A DataLoader of SequenceBatch for ``rank`` of ``world_size``.
 
-    shuffle=True (training): DistributedSampler(shuffle=True, seed=random_seed) for every world
-    size, so the order depends only on (seed, epoch); call ``set_loader_epoch`` each epoch.
+    shuffle=True (training): a :class:`ResumableSampler` (DistributedSampler, shuffle=True,
+    seed=random_seed) for every world size, so the order depends only on (seed, epoch); call
+    ``set_loader_epoch`` each epoch.
     shuffle=False (evaluation): ShardSampler, an exact partition of the users over the ranks.
     ``num_workers`` is clamped to the available cores, and ``prefetch_factor`` so that all
     queued batches stay under PREFETCH_BUDGET_BYTES; both are logged when changed.
@@ -84,7 +123,7 @@ def create_data_loader(
         )
         num_workers = cores
     if shuffle:
-        sampler: Sampler[int] = DistributedSampler(
+        sampler: Sampler[int] = ResumableSampler(
             dataset,
             num_replicas=world_size,
             rank=rank,
@@ -115,6 +154,7 @@ def create_data_loader(
         num_workers=num_workers,
         collate_fn=collate_sequences,
         drop_last=drop_last and shuffle,
+        worker_init_fn=_ignore_preemption_signals if num_workers > 0 else None,
         # Workers' seeds come from this generator, not from torch's global one, so the number of
         # workers does not change the dropout masks and negatives a seeded run draws.
         generator=torch.Generator().manual_seed(random_seed),
@@ -122,11 +162,22 @@ def create_data_loader(
     )
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set the epoch of the loader's sampler (shuffle order) and dataset (positional sampling)."""
+def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Set the epoch of the loader's sampler (shuffle order) and dataset (positional sampling).
+
+    ``start_batch`` > 0 (a mid-epoch resume) skips that many batches of this rank at the sampler.
+    The loader's own generator (it only seeds the workers) is reseeded from (seed, epoch), so no
+    loader state carries over from one epoch to the next either.
+    """
     sampler = loader.sampler
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+    if start_batch:
+        if not isinstance(sampler, ResumableSampler):
+            raise ValueError("set_loader_epoch: start_batch needs a ResumableSampler")
+        sampler.set_start(start_batch * loader.batch_size)
+    if loader.generator is not None and hasattr(sampler, "seed"):
+        loader.generator.manual_seed((int(sampler.seed) * 1_000_003 + epoch) % (2**63))
     dataset = loader.dataset
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)

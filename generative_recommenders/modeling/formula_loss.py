@@ -48,7 +48,7 @@ class FormulaLoss(_SampledLoss):
         num_to_sample: R negatives per position (``train_fn.num_negatives``).
         temperature: T, logits are divided by it before the formula (``train_fn.temperature``;
             0.05 unless bound).
-        activation_checkpoint, checkpoint_chunk_size, fused, negatives_sharing: as
+        activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as
             :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss`.
 
     Raises:
@@ -62,7 +62,6 @@ class FormulaLoss(_SampledLoss):
         temperature: float = 0.05,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
-        fused: bool = True,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__(
@@ -70,7 +69,6 @@ class FormulaLoss(_SampledLoss):
             temperature,
             activation_checkpoint,
             checkpoint_chunk_size,
-            fused,
             negatives_sharing,
         )
         if not formula:
@@ -79,7 +77,8 @@ class FormulaLoss(_SampledLoss):
             )
         self.formula = parse(formula)
 
-    def _row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+        """The formula per row: logits [c, 1 + R] (/ temperature), hits [c, R] -> [c]."""
         return row_losses(self.formula, logits, hits)
 
     def debug_str(self) -> str:

@@ -1,4 +1,4 @@
-"""Pure-PyTorch twins of the jagged helpers in :mod:`generative_recommenders.ops.jagged`.
+"""Reference implementations of the jagged ops of :mod:`generative_recommenders.ops.jagged`.
 
 They define the expected results in tests and serve as the fallback when fbgemm_gpu cannot be
 imported. Jagged layout: the valid rows of B sequences stacked, ``values[offsets[b]:offsets[b+1]]``
@@ -40,3 +40,8 @@ def jagged_to_dense(
     out = values.new_full((lengths.numel(), max_len, values.shape[-1]), padding_value)
     out[rows[keep], positions[keep]] = values[keep]
     return out
+
+
+def select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x [B, N, D], rows [L] flat indices ``b * N + t`` -> x[b, t] as [L, D]."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, rows)

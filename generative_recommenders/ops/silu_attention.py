@@ -10,8 +10,9 @@ and fp16 and so is its derivative. So there is no separate mask tensor and no mu
 over the [b, H, N, N] scores, ``1 / n`` scales the small [b, N, dv] operands instead of the
 square, the bias is gathered straight into the buffer the first matmul accumulates into, and
 only two [b, H, N, N] tensors are saved for backward (scores and weights; autograd's chain of
-ops saved three), each freed as soon as backward has used it. The plain formula it equals
-(tested, values and gradients) is :func:`silu_attention_reference`.
+ops saved three), each freed as soon as backward has used it. It is the core of the ``fused``
+backend of :func:`generative_recommenders.ops.hstu_attention.hstu_attention`, whose reference it
+equals (tested, values and gradients).
 
 Exactness of the mask: for a masked pair the score is ``<q, k> + MASK_BIAS``; as long as
 ``<q, k> + real bias < 30,000`` (scores of a trained HSTU are O(10)), the score is below -88 (or
@@ -125,27 +126,3 @@ class _NoContext:
 
     def save_for_backward(self, *tensors: torch.Tensor) -> None:
         del tensors
-
-
-def silu_attention_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    table: torch.Tensor,
-    index: torch.Tensor,
-    num_heads: int,
-    normalizer: float,
-) -> torch.Tensor:
-    """The plain formula of :func:`silu_attention` (einsum, an explicit mask, divide by n)."""
-    b, nq, width = q.shape
-    nk = k.shape[1]
-    e, dv = width // num_heads, v.shape[-1] // num_heads
-    scores = torch.einsum(
-        "bnhd,bmhd->bhnm", q.view(b, nq, num_heads, e), k.view(b, nk, num_heads, e)
-    )
-    mask_slot = table.shape[0] - 1
-    masked = (index == mask_slot).unsqueeze(1)
-    scores = scores + table[index.clamp(max=mask_slot - 1)].unsqueeze(1)
-    weights = torch.where(masked, 0.0, F.silu(scores)) / normalizer
-    out = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(b, nk, num_heads, dv))
-    return out.reshape(b, nq, num_heads * dv)

@@ -21,10 +21,9 @@ How the trace stays valid for every input: the encoders are causal, so the state
 ``n - 1`` does not depend on later positions; the traced program therefore runs every row at the
 full width ``N + 1`` (a constant, so nothing the encoder derives from lengths on the host, e.g.
 HSTU's length groups, varies between calls) and picks each row's state at ``length - 1`` with
-tensor ops. While tracing, the jagged ops take their pure-PyTorch twins (fbgemm operators would
-tie the program to fbgemm_gpu), and the autograd functions (bias lookup, SiLU attention) run as
-the plain tensor ops they are without autograd (a custom autograd function cannot be serialised;
-the two are equal in the forward pass). The traced program
+tensor ops. While tracing, every ops function runs its reference formula (plain ATen ops: no
+fbgemm operator, which would tie the program to fbgemm_gpu, and no custom autograd function, which
+cannot be serialised; the "auto" kernels equal them up to float rounding). The traced program
 is checked against the eager encoder on a second batch with other lengths before anything is
 written.
 """
@@ -46,7 +45,7 @@ from generative_recommenders.atomic import atomic_directory
 from generative_recommenders.data.batch import SequenceBatch
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
-from generative_recommenders.ops import jagged
+from generative_recommenders.ops import kernels
 from generative_recommenders.recommend import artifact
 from generative_recommenders.recommend.recommender import Recommender
 from generative_recommenders.training.inputs import encode_queries
@@ -101,10 +100,10 @@ class QueryEncoder(nn.Module):
 
 @contextmanager
 def _traceable_ops() -> Iterator[None]:
-    """Plain ATen versions of the jagged ops while tracing (the bias lookup and the SiLU
-    attention are plain under ``no_grad`` already), and no tracer warnings for host values that
-    are constants here."""
-    with jagged.reference_ops(), warnings.catch_warnings():
+    """The reference kernels while tracing (the formulas: plain ATen ops, no fbgemm operator the
+    traced program would need at load time), and no tracer warnings for host values that are
+    constants here."""
+    with kernels.using(kernels.REFERENCE), warnings.catch_warnings():
         # Host values the encoder reads are constants here (full-width rows, fixed batch);
         # the result is checked against the eager model anyway.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

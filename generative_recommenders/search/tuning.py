@@ -327,7 +327,7 @@ def write_results_csv(
     path: Path, rows: Sequence[TrialRow], bindings: Sequence[str], metric: str
 ) -> None:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
         ["trial", "status", f"best_valid_{metric}", "best_epoch", "epochs_run", *bindings,
          "error", "folder"]

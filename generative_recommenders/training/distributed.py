@@ -122,6 +122,23 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
+    """For each flag, whether it is set on any rank (one small all-reduce; none on one process)."""
+    if not is_distributed():
+        return list(flags)
+    counts = all_reduce_sum(torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device))
+    return [bool(c) for c in counts.tolist()]
+
+
+def gather_to_main(value: object) -> list | None:
+    """Every rank's ``value`` in rank order on rank 0 (``None`` elsewhere); ``[value]`` alone."""
+    if not is_distributed():
+        return [value]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

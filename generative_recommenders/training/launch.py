@@ -6,8 +6,11 @@ from __future__ import annotations
 import errno
 import faulthandler
 import logging
+import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ import torch.multiprocessing as mp
 
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.training.distributed import DistributedContext, torchrun_environment
+from generative_recommenders.training.preemption import PREEMPTION_SIGNALS
 
 _LOG = logging.getLogger(__name__)
 
@@ -167,12 +171,14 @@ def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
         return worker_fn(topology.context(0), topology.init_method, payload)
     results = mp.get_context("spawn").SimpleQueue()
     try:
-        mp.spawn(
+        workers = mp.start_processes(
             _spawned_worker,
             args=(worker_fn, topology, payload, results),
             nprocs=topology.nproc_per_node,
-            join=True,
+            join=False,
+            start_method="spawn",
         )
+        _join_forwarding_signals(workers)
     except mp.ProcessExitedException as error:
         code = error.exit_code if error.exit_code and error.exit_code > 0 else 1
         _LOG.error("worker %d exited with code %s; the job was stopped", error.error_index, code)
@@ -182,3 +188,25 @@ def launch(worker_fn: WorkerFn, topology: Topology, payload: object) -> object:
         _LOG.error("worker %d failed (traceback above); the job was stopped", error.error_index)
         raise SystemExit(1) from None
     return None if results.empty() else results.get()
+
+
+def _join_forwarding_signals(workers: mp.ProcessContext) -> None:
+    """Wait for the workers; a preemption signal sent to this (launching) process is passed on
+    to each of them, which stop together at their next step (training/preemption.py)."""
+
+    def forward(number: int, frame: object) -> None:
+        for pid in workers.pids():
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:  # that worker has already exited
+                pass
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    numbers = PREEMPTION_SIGNALS if in_main_thread else ()  # handlers need the main thread
+    previous = {number: signal.signal(number, forward) for number in numbers}
+    try:
+        while not workers.join():
+            pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

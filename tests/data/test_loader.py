@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import pathlib
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +56,44 @@ def test_training_order_depends_only_on_seed_and_epoch(data_dir):
     set_loader_epoch(b, 1)
     assert _rows(b) == epoch1
     assert _rows(create_data_loader(ds, random_seed=8, **kw)) != first
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_mid_epoch_start_yields_exactly_the_rest_of_each_ranks_epoch(data_dir, num_workers):
+    ds = SequenceDataset(_store(data_dir, 21), 5, 1, positional_sampling_ratio=0.5, seed=3)
+    for rank in range(2):
+        kw = dict(batch_size=3, world_size=2, rank=rank, shuffle=True, random_seed=7)
+        loader = create_data_loader(ds, num_workers=num_workers, prefetch_factor=2, **kw)
+        set_loader_epoch(loader, 2)
+        full = [batch.ids.tolist() for batch in loader]
+        assert len(full) == 4  # 11 rows of this rank (21 padded to 22), in batches of 3
+        set_loader_epoch(loader, 2, start_batch=3)
+        assert len(loader) == 1 and [batch.ids.tolist() for batch in loader] == full[3:]
+        set_loader_epoch(loader, 2)  # the start applies to that epoch only
+        assert [batch.ids.tolist() for batch in loader] == full
+
+
+def _children() -> set[int]:
+    tasks = pathlib.Path("/proc/self/task").glob("*/children")
+    return {int(pid) for task in tasks for pid in task.read_text().split()}
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_loader_workers_survive_a_preemption_signal(data_dir):
+    # A scheduler may signal every process of a job; the training process decides when to stop.
+    ds = SequenceDataset(_store(data_dir, 12), 5, 1)
+    before = _children()
+    loader = create_data_loader(
+        ds, batch_size=4, world_size=1, rank=0, shuffle=True, num_workers=1, prefetch_factor=2
+    )
+    first = _rows(loader)
+    workers = _children() - before
+    assert len(workers) == 1
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)  # an unprotected worker would be dead by now
+    assert _rows(loader) == first  # same epoch, same order, from the same (persistent) worker
+    assert _children() - before == workers
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

@@ -12,6 +12,7 @@ from generative_recommenders.modeling.negatives import (
     NegativesSharing,
 )
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
+from generative_recommenders.ops import kernels
 from tests.objective.objective_helpers import LearnedSimilarity
 
 B, N, D, V = 3, 5, 4, 10
@@ -100,11 +101,11 @@ def _loss(module, sampler, table, outputs, similarity, users=None) -> torch.Tens
     return loss
 
 
-def _module(kind: str, sharing: NegativesSharing | None, fused: bool = True):
+def _module(kind: str, sharing: NegativesSharing | None):
     extra = {} if sharing is None else {"negatives_sharing": sharing}
     if kind == "softmax":
-        return SampledSoftmaxLoss(3, TEMPERATURE, fused=fused, **extra)
-    return BCELoss(TEMPERATURE, fused=fused, **extra)
+        return SampledSoftmaxLoss(3, TEMPERATURE, **extra)
+    return BCELoss(TEMPERATURE, **extra)
 
 
 def _direct(kind, table, outputs, slots, group_of, similarity, users=None, mask=True):
@@ -162,11 +163,11 @@ def test_shared_loss_equals_the_hand_gathered_formula(sharing, kind, path):
     similarity = LearnedSimilarity(D).double() if learned else DotProductSimilarity()
     users = torch.tensor([1, 2, 3]) if learned else None
     parameters = list(similarity.parameters())
-    module = _module(kind, sharing, fused=scoring != "plain-dot")
+    module = _module(kind, sharing)
     sampler = _sampler(sampler_kind, table, slots)
-    got = _values_and_grads(
-        _loss(module, sampler, table, outputs, similarity, users), table, outputs, parameters
-    )
+    with kernels.using("reference" if scoring == "plain-dot" else "auto"):
+        loss = _loss(module, sampler, table, outputs, similarity, users)
+    got = _values_and_grads(loss, table, outputs, parameters)
     expected_loss = _direct(kind, table, outputs, slots, _group_of(sharing), similarity, users)
     expected = _values_and_grads(expected_loss, table, outputs, parameters)
     for a, b in zip(got, expected, strict=True):
@@ -185,7 +186,8 @@ def test_none_is_the_default_and_draws_independently_per_position(kind, fused):
     for sharing in (None, NegativesSharing.NONE):
         table, outputs = _leaves(1)
         sampler = _sampler("in-batch", table)
-        loss = _loss(_module(kind, sharing, fused), sampler, table, outputs, DotProductSimilarity())
+        with kernels.using("auto" if fused else "reference"):
+            loss = _loss(_module(kind, sharing), sampler, table, outputs, DotProductSimilarity())
         runs.append((_values_and_grads(loss, table, outputs), sampler.drawn, table, outputs))
     (default, drawn, table, outputs), (explicit, _, _, _) = runs
     for a, b in zip(default, explicit, strict=True):

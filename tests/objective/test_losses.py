@@ -258,7 +258,7 @@ def test_fused_dot_product_path_equals_the_plain_path(loss_kind, sampler_kind, m
     Covers the sampled-softmax op (unique candidates: in-batch dedup, local; dense and sparse
     strategies) and its fallback when the in-batch table repeats ids."""
     from generative_recommenders.modeling.negatives import LocalNegativesSampler
-    from generative_recommenders.ops import sampled_dot
+    from generative_recommenders.ops import kernels, sampled_dot
 
     if sampler_kind == "local-sparse":
         monkeypatch.setattr(sampled_dot, "DENSE_TABLE_FACTOR", 0)
@@ -281,13 +281,11 @@ def test_fused_dot_product_path_equals_the_plain_path(loss_kind, sampler_kind, m
         else:
             dedup = sampler_kind == "in-batch"
             sampler = InBatchNegativesSampler(True, 1e-6, dedup, generator=gen)
-        if loss_kind == "softmax":
-            module = SampledSoftmaxLoss(16, 0.05, fused=fused)
-        else:
-            module = BCELoss(0.5, fused=fused)
-        loss, _ = _run(
-            module, sampler, ids, weights, leaf_table, leaf_out, DotProductSimilarity(), None
-        )
+        module = SampledSoftmaxLoss(16, 0.05) if loss_kind == "softmax" else BCELoss(0.5)
+        with kernels.using("auto" if fused else "reference"):
+            loss, _ = _run(
+                module, sampler, ids, weights, leaf_table, leaf_out, DotProductSimilarity(), None
+            )
         loss.backward()
         results.append((loss.detach(), leaf_table.grad, leaf_out.grad))
     for plain, fused in zip(*results, strict=True):

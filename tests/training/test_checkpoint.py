@@ -35,6 +35,16 @@ def test_prune_keeps_the_newest_and_latest_finds_it(tmp_path: Path) -> None:
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "ep10.pt"
 
 
+def test_aliases_are_the_same_file_and_step_files_are_pruned(tmp_path: Path) -> None:
+    for step in (3, 6, 9):
+        ckpt.save_checkpoint({"step": step}, tmp_path / f"step{step}.pt", (tmp_path / "last.pt",))
+    assert (tmp_path / "last.pt").samefile(tmp_path / "step9.pt")
+    assert ckpt.load_checkpoint(tmp_path / "last.pt")["step"] == 9
+    assert ckpt.load_checkpoint(tmp_path / "step6.pt")["step"] == 6  # replacing last.pt kept it
+    ckpt.prune_checkpoints(tmp_path, keep_last=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step6.pt", "step9.pt"]
+
+
 def test_mismatched_configuration_names_the_parameter(tmp_path: Path) -> None:
     model = {"encoder.w": torch.zeros(4, 2)}
     with pytest.raises(UserInputError, match=r"'encoder.w' has shape \(4, 3\)"):

@@ -216,6 +216,8 @@ def test_missing_dataset_names_the_command_that_makes_it(tmp_path) -> None:
         ("train_fn.no_such = 1", "no_such"),
         ('train_fn.main_module = "GRU"', "main_module"),
         ('train_fn.sampling_strategy = "global"', "sampling_strategy"),
+        ("train_fn.max_steps = -1", "train_fn.max_steps=-1"),
+        ('train_fn.on_nonfinite_loss = "ignore"', "train_fn.on_nonfinite_loss='ignore'"),
     ],
 )
 def test_bad_binding_is_one_clear_line(tmp_path, tiny_data_dir, binding, expected) -> None:

@@ -16,13 +16,13 @@ outputs never depend on padding or batchmates.
 Users are sorted by length and cut into groups of ``attention_group_size``; each group runs
 through every block padded to its own longest length [b, w, D] (no jagged <-> dense conversions
 inside or between blocks; a valid position only attends to earlier, valid ones, so padding rows
-never reach a valid row). With the relative bias, the causal mask travels inside the packed bias
-index and the attention is :func:`generative_recommenders.ops.silu_attention.silu_attention`.
+never reach a valid row). The attention itself is
+:func:`generative_recommenders.ops.hstu_attention.hstu_attention`: its reference is the formula
+above, and ``train_fn.kernels`` picks the kernel that runs (see docs/kernels.md).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -30,32 +30,33 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from generative_recommenders.modeling.encoders.base import (
+from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.modeling.encoders.relative_bias import (
+    RelativeBucketedTimeAndPositionBias,
+    next_timestamps,
+    relative_bias_indices,
+)
+from generative_recommenders.ops.attention import AttentionMask
+from generative_recommenders.ops.dropout import Dropout
+from generative_recommenders.ops.groups import (
     LengthGroups,
-    SequentialEncoder,
     check_group_size,
     length_groups,
     to_groups,
     ungroup,
 )
-from generative_recommenders.modeling.encoders.relative_bias import (
-    PackedBiasIndex,
-    RelativeBucketedTimeAndPositionBias,
-    next_timestamps,
-    pack_bias_index,
-    relative_bias_indices,
+from generative_recommenders.ops.hstu_attention import (
+    NORMALIZATIONS,
+    BiasWeights,
+    RelativeIndex,
+    hstu_attention,
 )
-from generative_recommenders.ops.dropout import Dropout
-from generative_recommenders.ops.silu_attention import silu_attention
 from generative_recommenders.registry import ENCODERS
 
 TIMESTAMPS_KEY = "timestamps"
-NORMALIZATIONS = ("rel_bias", "softmax_rel_bias")
 LINEAR_CONFIGS = ("uvqk",)
 LINEAR_ACTIVATIONS = {"silu": F.silu, "none": lambda x: x}
 NORM_EPS = 1e-6
-
-BiasIndex = "tuple[torch.Tensor, torch.Tensor | None] | PackedBiasIndex"
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -115,78 +116,27 @@ class HSTUBlock(nn.Module):
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        bias_index: BiasIndex | None,
-        allowed: torch.Tensor,
-        bias_table: torch.Tensor | None = None,
+        mask: AttentionMask,
+        index: RelativeIndex | None,
+        bias: BiasWeights | None = None,
     ) -> torch.Tensor:
-        """q [B, Nq, H dqk], k [B, Nk, H dqk], v [B, Nk, H dv], allowed [B | 1, Nq, Nk] bool
-        -> [B, Nq, H dv]. ``bias_table``: :meth:`bias_table` when the caller already has it.
+        """A V with A = phi2(Q K^T + rab) on the allowed pairs (0 elsewhere), dropout on A.
 
-        With "rel_bias", a masked packed bias index and no attention dropout in effect, this is
-        :func:`~generative_recommenders.ops.silu_attention.silu_attention` (mask in the index).
-        Otherwise batched matmuls over [B, H] with the bias added inside the first one
-        (``baddbmm``) and the causal mask applied as one multiply by ``allowed / n``. The plain
-        formula (einsum, ``where``, divide) is :func:`attend_reference`; tests compare both.
-        """
-        B, Nq, _ = q.shape
-        Nk = k.shape[1]
-        H = self.num_heads
-        no_grad = not torch.is_grad_enabled()
-        if self._fused(bias_index):
-            table = self.bias_table(True) if bias_table is None else bias_table
-            return silu_attention(
-                q, k, v, table, bias_index.index, H, self.attention_normalizer
-            )  # fmt: skip
-        bias = None
-        if self.relative_bias is not None and bias_index is not None:
-            if isinstance(bias_index, PackedBiasIndex):
-                bias = self.relative_bias.packed(bias_index)  # [B, Nq, Nk]
-            else:
-                bias = self.relative_bias(*bias_index)  # [B | 1, Nq, Nk]
-        if H == 1:  # no head transposes: every operand is a view
-            kt = k.transpose(1, 2)
-            if bias is None:
-                scores = torch.bmm(q, kt)
-            else:
-                scores = torch.baddbmm(bias.expand(B, Nq, Nk), q, kt)
-            scores = scores.unsqueeze(1)  # [B, 1, Nq, Nk]
-        else:
-            q4 = q.view(B, Nq, H, self.dqk).transpose(1, 2)
-            k4 = k.view(B, Nk, H, self.dqk).permute(0, 2, 3, 1)
-            scores = torch.matmul(q4, k4)  # [B, H, Nq, Nk]
-            if bias is not None:
-                scores = scores.add_(bias.unsqueeze(1)) if no_grad else scores + bias.unsqueeze(1)
-        if self.normalization == "rel_bias":
-            scale = allowed.to(scores.dtype) * (1.0 / self.attention_normalizer)
-            if no_grad:  # evaluation: the same arithmetic without [B, H, N, N] temporaries
-                weights = F.silu(scores, inplace=True).mul_(scale.unsqueeze(1))
-            else:
-                weights = F.silu(scores) * scale.unsqueeze(1)
-        else:
-            scores = scores * (1.0 / math.sqrt(self.dqk))
-            weights = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
-        weights = self.attn_dropout(weights)
-        if H == 1:
-            return torch.bmm(weights.squeeze(1), v)
-        out = torch.matmul(weights, v.view(B, Nk, H, self.dv).transpose(1, 2))  # [B, H, Nq, dv]
-        return out.transpose(1, 2).reshape(B, Nq, H * self.dv)
+        q [B, Nq, H dqk], k [B, Nk, H dqk], v [B, Nk, H dv], mask [B | 1, Nq, Nk], index: the
+        relative-bias indices (None: no bias) -> [B, Nq, H dv]. ``bias``: :meth:`bias_weights`
+        when the caller already has them. The kernel is
+        :func:`generative_recommenders.ops.hstu_attention.hstu_attention`."""
+        if bias is None:
+            bias = self.bias_weights()
+        return hstu_attention(
+            q, k, v, mask, bias, index, self.num_heads, self.normalization,
+            self.attention_normalizer, self.attn_dropout.p, self.training,
+        )  # fmt: skip
 
-    def _fused(self, bias_index: BiasIndex | None) -> bool:
-        """Whether :meth:`attend` takes the fused SiLU-attention path for this bias index."""
-        return (
-            self.normalization == "rel_bias"
-            and self.relative_bias is not None
-            and isinstance(bias_index, PackedBiasIndex)
-            and bias_index.masked
-            and not (self.training and self.attn_dropout.p > 0.0)
-        )
-
-    def bias_table(self, masked: bool) -> torch.Tensor | None:
-        """The packed relative-bias table (see ``RelativeBucketedTimeAndPositionBias.packed_table``),
-        None without a relative bias; compute it once per forward and pass it to every group."""
-        if self.relative_bias is None:
-            return None
-        return self.relative_bias.packed_table(masked)
+    def bias_weights(self) -> BiasWeights | None:
+        """The relative bias's parameters for :meth:`attend` (None without a relative bias);
+        make them once per forward and pass them to every group."""
+        return None if self.relative_bias is None else self.relative_bias.weights()
 
     def output(self, u: torch.Tensor, attn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """U [*, H dv], attention output [*, H dv], block input x [*, D] -> [*, D]."""
@@ -197,36 +147,35 @@ class HSTUBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        bias_index: BiasIndex | None,
-        allowed: torch.Tensor,
-        bias_table: torch.Tensor | None = None,
+        mask: AttentionMask,
+        index: RelativeIndex | None,
+        bias: BiasWeights | None = None,
     ) -> torch.Tensor:
-        """x [b, w, D] (rows past a user's length are padding) -> [b, w, D].
-
-        ``bias_index`` and ``allowed`` [1, w, w] as in :meth:`attend`; a valid row only attends
-        to earlier rows, so padding rows never change valid ones."""
+        """x [b, w, D] (rows past a user's length are padding) -> [b, w, D]: projection ->
+        attention -> output. A valid row only attends to earlier rows (``mask``), so padding
+        rows never change valid ones."""
         u, v, q, k = self.project(x)
-        return self.output(u, self.attend(q, k, v, bias_index, allowed, bias_table), x)
+        return self.output(u, self.attend(q, k, v, mask, index, bias), x)
 
 
 @dataclass
 class AttentionGroup:
-    """Users [start, end) of the length-sorted batch, run together padded to ``width``:
-    bias_index and allowed [1, width, width] as in :meth:`HSTUBlock.attend`."""
+    """Users [start, end) of the length-sorted batch, run together padded to ``width``: the
+    causal mask [1, width, width] and the relative-bias indices, as in :meth:`HSTUBlock.attend`."""
 
     start: int
     end: int
     width: int
-    bias_index: BiasIndex | None
-    allowed: torch.Tensor
+    index: RelativeIndex | None
+    mask: AttentionMask
 
 
 @dataclass
 class _LastQuery:
-    """Bias index and mask [b, 1, width] of the last position of each user of a group."""
+    """Bias indices and mask [b, 1, width] of the last position of each user of a group."""
 
-    bias_index: BiasIndex | None
-    allowed: torch.Tensor
+    index: RelativeIndex | None
+    mask: AttentionMask
 
 
 @dataclass
@@ -240,39 +189,6 @@ class _Plan:
     last_queries: list[_LastQuery]
     sorting: LengthGroups
     x: torch.Tensor
-
-
-def attend_reference(
-    block: HSTUBlock,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    bias_index: BiasIndex | None,
-    allowed: torch.Tensor,
-) -> torch.Tensor:
-    """The plain formula of :meth:`HSTUBlock.attend` (same shapes), kept as the tests' reference."""
-    B, Nq, _ = q.shape
-    Nk = k.shape[1]
-    H = block.num_heads
-    scores = torch.einsum(
-        "bnhd,bmhd->bhnm", q.view(B, Nq, H, block.dqk), k.view(B, Nk, H, block.dqk)
-    )
-    if block.relative_bias is not None and bias_index is not None:
-        position_index, time_bucket = bias_index
-        bias = block.relative_bias.pos_w[position_index]
-        if time_bucket is not None:
-            bias = bias + block.relative_bias.ts_w[time_bucket]
-        scores = scores + bias.unsqueeze(1)
-    if block.normalization == "softmax_rel_bias":
-        scores = scores / math.sqrt(block.dqk)
-    allowed = allowed.unsqueeze(1)
-    if block.normalization == "rel_bias":
-        weights = torch.where(allowed, F.silu(scores), 0.0) / block.attention_normalizer
-    else:
-        weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-    weights = block.attn_dropout(weights)
-    out = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(B, Nk, H, block.dv))
-    return out.reshape(B, Nq, H * block.dv)
 
 
 @dataclass
@@ -414,9 +330,9 @@ class HSTU(SequentialEncoder):
         bias table is built once) -> the groups' outputs."""
         hs = to_groups(plan.x, plan.sorting)
         for block in blocks:
-            table = block.bias_table(masked=True) if self.enable_relative_attention_bias else None
+            bias = block.bias_weights()
             hs = [
-                self._run_block(block, h, g.bias_index, g.allowed, table)
+                self._run_block(block, h, g.mask, g.index, bias)
                 for h, g in zip(hs, plan.groups, strict=True)
             ]
         return hs
@@ -438,11 +354,12 @@ class HSTU(SequentialEncoder):
         hs = self._run_groups(self.blocks[:-1], plan)
         last = self.blocks[-1]
         states = []
+        bias = last.bias_weights()
         for h, g, query in zip(hs, plan.groups, plan.last_queries, strict=True):
             u, v, q, k = last.project(h)
             users = torch.arange(g.end - g.start, device=h.device)
             rows = (plan.lengths[g.start : g.end] - 1).clamp(min=0)  # [b] last position
-            attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.bias_index, query.allowed)
+            attn = last.attend(q[users, rows].unsqueeze(1), k, v, query.mask, query.index, bias)
             states.append(last.output(u[users, rows], attn.squeeze(1), h[users, rows]))
         states = self.output_postproc(torch.cat(states) if len(states) > 1 else states[0])
         states = torch.empty_like(states).index_copy_(0, plan.sorting.order, states)
@@ -473,11 +390,12 @@ class HSTU(SequentialEncoder):
             if ts_sorted is not None:
                 group_ts = ts_sorted[start:end, :width]
                 group_next = next_sorted[start:end, :width]
-            allowed = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
-            full_bias = None
+            index = None
             if blocks_with_all_rows > 0:
-                full_bias = self._bias_index(width, group_next, group_ts, allowed, device)
-            groups.append(AttentionGroup(start, end, width, full_bias, allowed))
+                index = self._bias_index(width, group_next, group_ts, device)
+            groups.append(
+                AttentionGroup(start, end, width, index, AttentionMask.causal(width, device))
+            )
             if last_only:
                 last_queries.append(
                     self._last_query(device_lengths[start:end], width, group_next, group_ts)
@@ -495,34 +413,26 @@ class HSTU(SequentialEncoder):
         device = lengths.device
         query_pos = (lengths - 1).clamp(min=0).unsqueeze(1)  # [b, 1]
         key_pos = torch.arange(width, device=device).unsqueeze(0)  # [1, width]
-        bias_index = None
+        index = None
         if self.enable_relative_attention_bias:
             query_times = None if next_times is None else next_times.gather(1, query_pos)
-            bias_index = relative_bias_indices(
-                query_pos, key_pos, self.max_positions, query_times, ts
-            )
+            index = relative_bias_indices(query_pos, key_pos, self.max_positions, query_times, ts)
         allowed = key_pos.unsqueeze(1) <= query_pos.unsqueeze(2)  # [b, 1, width]
-        return _LastQuery(bias_index, allowed)
+        return _LastQuery(index, AttentionMask(allowed))
 
     def _bias_index(
         self,
         width: int,
         query_times: torch.Tensor | None,
         ts: torch.Tensor | None,
-        allowed: torch.Tensor,
         device: torch.device,
-    ) -> BiasIndex | None:
+    ) -> RelativeIndex | None:
         """Relative-bias table indices for ``width`` positions: query ("next") times and key
-        times ts, both [b, width] (None: no time bias); with times, a masked packed index."""
+        times ts, both [b, width] (None: no time bias)."""
         if not self.enable_relative_attention_bias:
             return None
         positions = torch.arange(width, device=device).unsqueeze(0)
-        position_index, time_bucket = relative_bias_indices(
-            positions, positions, self.max_positions, query_times, ts
-        )
-        if time_bucket is None:
-            return position_index, None
-        return pack_bias_index(position_index, time_bucket, self.max_positions, allowed)
+        return relative_bias_indices(positions, positions, self.max_positions, query_times, ts)
 
     # ---- incremental encoding (M-FALCON-style reuse of cached keys/values) ----
 
@@ -581,7 +491,7 @@ class HSTU(SequentialEncoder):
         scatter_pos = torch.where(row_valid, query_pos, width)  # invalid rows -> scratch column
         # Causal mask; invalid rows (clamped to position 0) stay finite and are zeroed below.
         key_index = torch.arange(width, device=device).view(1, 1, -1)
-        allowed = key_index <= query_pos.clamp(min=0).unsqueeze(2)
+        mask = AttentionMask(key_index <= query_pos.clamp(min=0).unsqueeze(2))
         # Timestamps of all positions, with the one after the last new event for the last query.
         new_ts = new_payloads.get(TIMESTAMPS_KEY)
         ts_all = torch.zeros(B, width + K + 2, dtype=torch.int64, device=device)
@@ -590,14 +500,14 @@ class HSTU(SequentialEncoder):
         if new_ts is not None and K > 0:
             ts_all.scatter_(1, old.unsqueeze(1) + steps, new_ts)
             ts_all.scatter_(1, (old + K).unsqueeze(1), new_ts[:, K - 1 :])
-        bias_index = None
+        index = None
         if self.enable_relative_attention_bias:
             key_pos = torch.arange(width, device=device).unsqueeze(0)
             query_times = key_times = None
             if new_ts is not None:
                 query_times = ts_all.gather(1, query_pos.clamp(min=-1) + 1)
                 key_times = ts_all[:, :width]
-            bias_index = relative_bias_indices(
+            index = relative_bias_indices(
                 query_pos, key_pos, self.max_positions, query_times, key_times
             )
         block_input0 = x
@@ -606,7 +516,7 @@ class HSTU(SequentialEncoder):
             u, v, q, k = block.project(x)
             k_all = self._extend(k_cache, width, k, scatter_pos)
             v_all = self._extend(v_cache, width, v, scatter_pos)
-            attn = block.attend(q, k_all, v_all, bias_index, allowed)
+            attn = block.attend(q, k_all, v_all, mask, index)
             x = torch.where(row_valid.unsqueeze(2), block.output(u, attn, x), 0.0)
             keys.append(k_all)
             values.append(v_all)

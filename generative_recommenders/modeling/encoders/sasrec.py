@@ -7,14 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from generative_recommenders.modeling.encoders.base import (
-    SequentialEncoder,
-    check_group_size,
-    length_groups,
-    to_groups,
-    ungroup,
-)
-from generative_recommenders.ops.dropout import Dropout, dropout
+from generative_recommenders.modeling.encoders.base import SequentialEncoder
+from generative_recommenders.ops.attention import AttentionMask, softmax_attention
+from generative_recommenders.ops.dropout import Dropout
+from generative_recommenders.ops.groups import check_group_size, length_groups, to_groups, ungroup
 from generative_recommenders.registry import ENCODERS
 
 FFN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -60,54 +56,26 @@ class SASRecBlock(nn.Module):
             if parameter.dim() >= 2:
                 nn.init.xavier_normal_(parameter)
 
-    def forward(self, x: torch.Tensor, causal_bias: torch.Tensor) -> torch.Tensor:
-        """x [B, N, D], causal_bias [N, N] (:func:`causal_bias`) -> [B, N, D].
-
-        Padding rows are not zeroed here (see :class:`SASRec`)."""
+    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+        """x [B, N, D], mask [1, N, N] -> [B, N, D]. Padding rows are not zeroed here (see
+        :class:`SASRec`)."""
         q = self.attention_norm(x)
-        x = self.ffn_norm(q + self.attend(q, x, causal_bias))
+        x = self.ffn_norm(q + self.attend(q, x, mask))
         return x + self.ffn(x)
 
-    def attend(self, q: torch.Tensor, x: torch.Tensor, causal_bias: torch.Tensor) -> torch.Tensor:
-        """``self.attention(q, x, x, attn_mask=causal_bias)`` written out with its parameters.
-
-        q, x [B, N, D], causal_bias [N, N] additive (0 or -inf) -> [B, N, D]. Written out so the
-        attention dropout is the cheap :func:`generative_recommenders.ops.dropout.dropout`, and
-        the mask is added inside the scores' GEMM (``baddbmm``: exactly ``masked_fill`` with -inf,
-        as x + 0 = x and x + -inf = -inf, without another pass over [B, N, N]).
-        :func:`attend_reference` (the ``nn.MultiheadAttention`` call) is what tests compare it with.
-        """
+    def attend(self, q: torch.Tensor, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+        """``self.attention(q, x, x, attn_mask=mask)`` written out with its parameters:
+        W_o softmax((q W_q / sqrt(d)) (x W_k)^T) (x W_v), per head, masked, dropout on the
+        weights. q, x [B, N, D] -> [B, N, D]. The kernel is
+        :func:`generative_recommenders.ops.attention.softmax_attention`."""
         mha = self.attention
-        B, N, D = q.shape
-        H = mha.num_heads
-        hd = D // H
+        scale = (mha.embed_dim // mha.num_heads) ** -0.5
         w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
         b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
-        qh = F.linear(q, w_q * (hd**-0.5), b_q * (hd**-0.5))
-        kh = F.linear(x, w_k, b_k)
-        vh = F.linear(x, w_v, b_v)
-        if H > 1:
-            qh, kh, vh = (t.view(B, N, H, hd).transpose(1, 2).reshape(B * H, N, hd)
-                          for t in (qh, kh, vh))  # fmt: skip
-        scores = torch.baddbmm(causal_bias.expand(qh.shape[0], N, N), qh, kh.transpose(1, 2))
-        weights = dropout(torch.softmax(scores, dim=-1), mha.dropout, self.training)
-        out = torch.bmm(weights, vh)
-        if H > 1:
-            out = out.view(B, H, N, hd).transpose(1, 2).reshape(B, N, D)
+        qh = F.linear(q, w_q * scale, b_q * scale)
+        kh, vh = F.linear(x, w_k, b_k), F.linear(x, w_v, b_v)
+        out = softmax_attention(qh, kh, vh, mask, mha.num_heads, mha.dropout, self.training)
         return mha.out_proj(out)
-
-
-def attend_reference(
-    block: SASRecBlock, q: torch.Tensor, x: torch.Tensor, causal_bias: torch.Tensor
-) -> torch.Tensor:
-    """The plain ``nn.MultiheadAttention`` call that :meth:`SASRecBlock.attend` replaces."""
-    return block.attention(q, x, x, attn_mask=causal_bias, need_weights=False)[0]
-
-
-def causal_bias(width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """[width, width] additive attention mask: 0 on and below the diagonal, -inf above it."""
-    blocked = torch.ones(width, width, dtype=torch.bool, device=device).triu(diagonal=1)
-    return torch.zeros(width, width, device=device, dtype=dtype).masked_fill_(blocked, -torch.inf)
 
 
 @ENCODERS.register("SASRec", gin_name="sasrec_encoder")
@@ -184,12 +152,12 @@ class SASRec(SequentialEncoder):
 
     def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
         """x [b, w, D] -> [b, w, D] after every block (padding rows not zeroed)."""
-        bias = causal_bias(x.shape[1], x.device, x.dtype)
+        mask = AttentionMask.causal(x.shape[1], x.device)
         for block in self.blocks:
             if self.activation_checkpoint and self.training:
-                x = checkpoint(block, x, bias, use_reentrant=False)
+                x = checkpoint(block, x, mask, use_reentrant=False)
             else:
-                x = block(x, bias)
+                x = block(x, mask)
         return x
 
     def debug_str(self) -> str:

@@ -12,6 +12,8 @@ A similarity module is an ``nn.Module`` with:
 - ``score_prepared(query_state, item_state) -> [B, X]``: scores from prepared (possibly sliced) states;
   equal to ``forward(q, x)[0]`` in eval mode.
 - ``debug_str() -> str`` for run names.
+- ``dot_product: bool`` (optional, False when absent): True when the score is exactly ``<q, x>``,
+  so the sampled losses may use the fused dot-product kernels of ``ops.sampled_softmax``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ PreparedState = tuple[torch.Tensor, ...]
 
 
 class SimilarityModule(Protocol):
+    dot_product: bool
+
     def __call__(
         self,
         query_embeddings: torch.Tensor,

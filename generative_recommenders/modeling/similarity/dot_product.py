@@ -13,6 +13,8 @@ from generative_recommenders.registry import SIMILARITIES
 class DotProductSimilarity(nn.Module):
     """Parameter-free inner product; see :mod:`.base` for the contract."""
 
+    dot_product = True  # score(q, x) is exactly <q, x>: the losses may use fused dot kernels
+
     def forward(
         self,
         query_embeddings: torch.Tensor,

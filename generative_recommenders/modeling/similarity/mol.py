@@ -12,7 +12,6 @@ from a query-only MLP, an item-only MLP and a query-item MLP over the P*Q logits
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.similarity.base import PreparedState
+from generative_recommenders.ops.precision import bf16_autocast
 from generative_recommenders.registry import SIMILARITIES
 
 GLU_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -119,6 +119,8 @@ class MoLSimilarity(nn.Module):
     "uid_embedding_l2_norm" (mean over users of the squared norms of their uid embeddings) when
     uid tables exist.
     """
+
+    dot_product = False  # scores are a gated mixture, not <q, x>
 
     def __init__(
         self,
@@ -241,9 +243,7 @@ class MoLSimilarity(nn.Module):
         return self._debug
 
     def _autocast(self, device: torch.device):
-        if self.bf16_training and device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(device, self.bf16_training)
 
     def _normalize(self, components: torch.Tensor) -> torch.Tensor:
         if self.dot_product_l2_norm:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from generative_recommenders.modeling.losses import select_rows
+from generative_recommenders.ops.jagged import select_rows
 
 ROWS = torch.tensor([0, 3, 4, 9, 10, 14])  # flat b * N + t rows of a [3, 5, D] tensor
 

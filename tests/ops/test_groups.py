@@ -1,11 +1,11 @@
-"""to_groups / ungroup (custom autograd) against plain sorting, slicing and padding."""
+"""to_groups / ungroup (the auto kernels) against plain sorting, slicing and padding."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from generative_recommenders.modeling.encoders.base import length_groups, to_groups, ungroup
+from generative_recommenders.ops.groups import length_groups, to_groups, ungroup
 
 
 def _plain_groups(x: torch.Tensor, groups) -> list[torch.Tensor]:
