@@ -23,17 +23,23 @@ from absl import app, flags
 from generative_recommenders.data.fractal import FractalSettings
 from generative_recommenders.data.fractal_store import ML_3B, expand_store
 from generative_recommenders.data.preprocess import preprocess
-from generative_recommenders.data.sources import SourceOptions
-from generative_recommenders.data.store import PUBLIC_DATASETS
+from generative_recommenders.data.sources import SourceOptions, public_datasets
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.imports import import_modules
 from generative_recommenders.logs import configure_logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "dataset",
     "ml-100k",
-    f"One of {', '.join(PUBLIC_DATASETS)}, amazon-2023, csv, fractal (expand --source), ml-3b "
-    "(ml-20m expanded 16 x 32), or all (the four public).",
+    f"One of {', '.join(public_datasets())}, amazon-2023, csv, fractal (expand --source), ml-3b "
+    "(ml-20m expanded 16 x 32), a registered source of --source_module, or all (the public ones).",
+)
+flags.DEFINE_multi_string(
+    "source_module",
+    [],
+    "A Python module (dotted name, importable from the working directory) that registers a "
+    "source with @SOURCES.register; repeatable.",
 )
 flags.DEFINE_string("data_dir", "tmp/", "Where stores (and downloads/) are written.")
 flags.DEFINE_string(
@@ -173,7 +179,7 @@ def run(dataset: str, opts: SourceOptions) -> None:
     if dataset == "all":
         if opts.input_file is not None:
             raise UserInputError("--input_file cannot be combined with --dataset=all")
-        datasets = list(PUBLIC_DATASETS)
+        datasets = public_datasets()
     else:
         datasets = [dataset]
     for name in datasets:
@@ -187,6 +193,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     configure_logging(logging.INFO)
     try:
+        import_modules(FLAGS.source_module)
         _check_flags(FLAGS.dataset)
         run(FLAGS.dataset, _options())
     except UserInputError as e:

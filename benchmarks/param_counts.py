@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from generative_recommenders.config.modeling import build_encoder  # noqa: E402
+from generative_recommenders.config.modeling import ModelSettings, build_encoder  # noqa: E402
 
 ML1M_SETTINGS: dict[str, tuple[str, str]] = {
     "SASRec": (
@@ -56,10 +56,8 @@ def build_ml1m(name: str) -> torch.nn.Module:
     gin.clear_config()
     gin.parse_config(bindings)
     try:
-        return build_encoder(
+        settings = ModelSettings(
             main_module=main_module,
-            max_item_id=3952,
-            max_sequence_length=200,
             gr_output_length=10,
             item_embedding_dim=50,
             dropout_rate=0.2,
@@ -68,6 +66,7 @@ def build_ml1m(name: str) -> torch.nn.Module:
             interaction_module_type="DotProduct",
             embedding_module_type="local",
         )
+        return build_encoder(settings, max_item_id=3952, max_sequence_length=200, used=set())
     finally:
         gin.clear_config()
 

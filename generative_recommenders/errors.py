@@ -14,3 +14,15 @@ class UserInputError(Exception):
     """
 
     exit_code: int = 2
+
+
+def check_choice(binding: str, value: object, choices: tuple) -> None:
+    """ValueError "train_fn.x='v' is not one of: 'a', 'b'" unless ``value in choices``."""
+    if value not in choices:
+        raise ValueError(f"{binding}={value!r} is not one of: {', '.join(map(repr, choices))}")
+
+
+def check_positive(binding: str, value: int) -> None:
+    """ValueError "train_fn.x=0: expected a positive integer" unless ``value > 0``."""
+    if value <= 0:
+        raise ValueError(f"{binding}={value!r}: expected a positive integer")

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "generative_recommenders"
-SHARED = {"errors", "logs", "atomic"}  # leaf modules every layer may use
+SHARED = {"errors", "logs", "atomic", "registry", "imports"}  # leaf modules every layer may use
 ALLOWED = {
     "ops": {"ops"},
     "modeling": {"modeling", "ops"},

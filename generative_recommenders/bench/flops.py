@@ -25,11 +25,20 @@ def _sasrec_block_flops(block: nn.Module, dim: int, lengths: Sequence[int]) -> f
 
 
 def encoder_forward_flops(encoder: nn.Module, lengths: Sequence[int]) -> float:
-    """Forward FLOPs of the encoder's blocks over users of the given valid lengths."""
-    blocks = list(encoder.blocks)
-    if hasattr(encoder, "dqk"):
-        return sum(_hstu_block_flops(b, lengths) for b in blocks)
-    return sum(_sasrec_block_flops(b, encoder.embedding_dim, lengths) for b in blocks)
+    """Forward FLOPs of the encoder's blocks over users of the given valid lengths.
+
+    An encoder of one's own reports its count with a ``forward_flops(lengths)`` method (it is
+    never taken for SASRec just because it lacks HSTU's ``dqk``).
+    """
+    if hasattr(encoder, "forward_flops"):
+        return float(encoder.forward_flops(lengths))
+    if hasattr(encoder, "dqk"):  # HSTU
+        return sum(_hstu_block_flops(b, lengths) for b in encoder.blocks)
+    if hasattr(encoder, "ffn_hidden_dim"):  # SASRec
+        return sum(_sasrec_block_flops(b, encoder.embedding_dim, lengths) for b in encoder.blocks)
+    raise ValueError(
+        f"no FLOPs count for {type(encoder).__name__}: give it a forward_flops(lengths) method"
+    )
 
 
 def train_step_flops(

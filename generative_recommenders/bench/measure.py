@@ -196,7 +196,7 @@ def run_train_setting(
             times.append(time.perf_counter() - start)
             flops.append(
                 train_step_flops(
-                    model.encoder, batch.lengths.tolist(), config.num_negatives,
+                    model.encoder, batch.lengths.tolist(), config.num_negatives or 1,
                     config.item_embedding_dim,
                 )
             )  # fmt: skip

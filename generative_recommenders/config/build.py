@@ -1,11 +1,14 @@
-"""Turning a validated :class:`TrainConfig` and a store into the trainer's parts.
+"""A validated :class:`TrainConfig` and a store -> the trainer's parts, and the run's name.
 
-This is the one place where the legacy strings (``"HSTU"``, ``"local"``, ``"MIPSBruteForceTopK"``, ...)
-become classes, through the mappings of :mod:`.modeling` and :mod:`.objective`.
+Components are built by registered name (:mod:`.components`); each section's own module builds its
+part (:mod:`.modeling`, :mod:`.objective`, :mod:`.data`, :mod:`.evaluation`). After building, the
+checks that need every component at once run here: an explicit ``train_fn`` binding that no
+component took, and bindings of components the run does not select, are refused in one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,40 +16,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from generative_recommenders.config.choices import choose
-from generative_recommenders.config.data import create_data_loader
-from generative_recommenders.config.modeling import (
-    EMBEDDINGS,
-    ENCODERS,
-    POSTPROCESSORS,
-    SIMILARITIES,
-    build_encoder,
-)
+from generative_recommenders.config import components
+from generative_recommenders.config.data import build_data
+from generative_recommenders.config.evaluation import build_evaluate_fn
+from generative_recommenders.config.modeling import build_encoder
 from generative_recommenders.config.objective import (
-    LOSS_MODULES,
-    NEGATIVES_SHARING,
-    SAMPLING_STRATEGIES,
-    TOP_K_METHODS,
-    formula_loss_formula,
+    build_loss,
+    build_sampler,
     get_weighted_loss,
+    loss_offers,
+    sampler_offers,
 )
 from generative_recommenders.config.train import TrainConfig
-from generative_recommenders.data.dataset import SequenceDataset
-from generative_recommenders.data.loader import set_loader_epoch
 from generative_recommenders.data.store import SequenceStore
-from generative_recommenders.evaluation.evaluator import Evaluator
 from generative_recommenders.ops import kernels
-from generative_recommenders.retrieval import CandidateIndex
+from generative_recommenders.registry import ENCODERS, LOSSES, SAMPLERS, SIMILARITIES
 from generative_recommenders.training.distributed import DistributedContext
-from generative_recommenders.training.inputs import encoder_inputs
 from generative_recommenders.training.model import AutoregressiveModel
 from generative_recommenders.training.trainer import RunData, Schedule, SplitData
 
 _LOG = logging.getLogger(__name__)
+MAX_RUN_NAME = 180  # leaves room for "-<date>" under the usual 255-byte file-name limit
 
-# ignore_last_n of (training, selection, test) windows per protocol.
-_SPLIT_IGNORE_LAST_N = {"test": (1, 0, None), "valid": (2, 1, 0)}
-DEFAULT_QUERY_CHUNK = 1024
+
+@dataclass
+class Components:
+    """The model's parts, as the run builds them."""
+
+    encoder: nn.Module
+    sampler: nn.Module
+    loss: nn.Module
 
 
 @dataclass
@@ -59,38 +58,82 @@ class BuiltTraining:
     model_summary: str
 
 
-def validate_choices(config: TrainConfig) -> None:
-    """Check every string binding against its mapping, before any worker starts."""
-    for binding, value, choices in (
-        ("train_fn.main_module", config.main_module, ENCODERS),
-        ("train_fn.interaction_module_type", config.interaction_module_type, SIMILARITIES),
-        ("train_fn.embedding_module_type", config.embedding_module_type, EMBEDDINGS),
-        ("train_fn.user_embedding_norm", config.user_embedding_norm, POSTPROCESSORS),
-        ("train_fn.loss_module", config.loss_module, LOSS_MODULES),
-        ("train_fn.sampling_strategy", config.sampling_strategy, SAMPLING_STRATEGIES),
-        ("train_fn.negatives_sharing", config.negatives_sharing, NEGATIVES_SHARING),
-        ("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS),
-    ):
-        choose(binding, value, choices)
-    if config.loss_module == "FormulaLoss":
-        formula_loss_formula()
-    kernels.check(config.kernels)
-
-
 def build_config_encoder(config: TrainConfig, max_item_id: int) -> nn.Module:
     """The encoder (item table, preprocessor, blocks, postprocessor, similarity) of ``config``."""
     return build_encoder(
-        main_module=config.main_module,
+        config.model,
         max_item_id=max_item_id,
-        max_sequence_length=config.max_sequence_length,
-        gr_output_length=config.gr_output_length,
-        item_embedding_dim=config.item_embedding_dim,
-        dropout_rate=config.dropout_rate,
-        user_embedding_norm=config.user_embedding_norm,
-        l2_norm_eps=config.l2_norm_eps,
-        interaction_module_type=config.interaction_module_type,
-        embedding_module_type=config.embedding_module_type,
+        max_sequence_length=config.data.max_sequence_length,
+        used=set(),
     )
+
+
+def build_components(
+    config: TrainConfig, max_item_id: int, catalogue: torch.Tensor, device: torch.device
+) -> Components:
+    """Encoder, sampler and loss of ``config``, with every cross-component check.
+
+    Raises:
+        UserInputError: a contradiction between bindings, or a component's refusal, in one line.
+    """
+    selected = _selected(config)
+    for registry, name in selected.items():
+        registry.entry(name)
+        components.check_unselected(registry, name)
+    used: set[str] = set()
+    encoder = build_encoder(
+        config.model,
+        max_item_id=max_item_id,
+        max_sequence_length=config.data.max_sequence_length,
+        used=used,
+    )
+    if config.model.main_module_bf16:
+        encoder = encoder.to(torch.bfloat16)
+    encoder = encoder.to(device)
+    sampler = build_sampler(
+        config.objective,
+        config.explicit,
+        used,
+        l2_norm_eps=config.model.l2_norm_eps,
+        item_embedding_fn=encoder.get_item_embeddings,
+        catalogue=catalogue,
+    )
+    loss = build_loss(config.objective, config.explicit, used)
+    offers = [
+        *loss_offers(config.objective, config.explicit).values(),
+        *sampler_offers(config.objective, config.explicit, 0.0, len, catalogue).values(),
+    ]
+    choices = ", ".join(f"{registry.binding}={name!r}" for registry, name in selected.items())
+    components.check_all_used(offers, used, choices)
+    return Components(encoder=encoder, sampler=sampler, loss=loss)
+
+
+def validate_choices(config: TrainConfig) -> None:
+    """The checks that need no store: every name is registered, no unselected component is
+    bound, and the loss builds (its settings, e.g. ``FormulaLoss.formula``, are valid).
+
+    :func:`validate` (with the store) does all of this and builds the rest too.
+    """
+    for registry, name in _selected(config).items():
+        registry.entry(name)
+        components.check_unselected(registry, name)
+    build_loss(config.objective, config.explicit, set())
+
+
+def _selected(config: TrainConfig) -> dict:
+    return {
+        ENCODERS: config.model.main_module,
+        SIMILARITIES: config.model.interaction_module_type,
+        LOSSES: config.objective.loss_module,
+        SAMPLERS: config.objective.sampling_strategy,
+    }
+
+
+def validate(config: TrainConfig, store: SequenceStore) -> str:
+    """Build everything once on the CPU (before any worker starts); returns the run prefix."""
+    catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64)
+    parts = build_components(config, store.max_item_id, catalogue, torch.device("cpu"))
+    return run_prefix(config, parts)
 
 
 def build_training(
@@ -99,52 +142,28 @@ def build_training(
     """Build model, loaders, evaluation and schedule for one rank."""
     device = context.device
     kernels.use(config.kernels)  # which ops implementations run in this process
-    encoder = build_config_encoder(config, store.max_item_id)
-    if config.main_module_bf16:
-        encoder = encoder.to(torch.bfloat16)
-    encoder = encoder.to(device)
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
-    sampler = _build_sampler(config, encoder, catalogue)
-    loss = build_loss(config)
+    parts = build_components(config, store.max_item_id, catalogue, device)
     model = AutoregressiveModel(
-        encoder=encoder,
-        negatives_sampler=sampler,
-        loss=loss,
+        encoder=parts.encoder,
+        negatives_sampler=parts.sampler,
+        loss=parts.loss,
         weighted_loss_fn=_weighted_loss,
-        loss_weights=config.loss_weights,
+        loss_weights=config.objective.loss_weights,
     )
-    data = _build_data(config, store, context)
-    evaluate_fn = _build_evaluate_fn(config, store, sampler, catalogue, device)
-    parameters = sum(p.numel() for p in encoder.parameters())
+    seed = config.schedule.random_seed
+    data = build_data(config.data, store, context, config.schedule.eval_split, seed)
+    evaluate_fn = build_evaluate_fn(
+        config.evaluation, store, parts.sampler, catalogue, device, seed
+    )
+    parameters = sum(p.numel() for p in parts.encoder.parameters())
     return BuiltTraining(
         model=model,
         data=data,
         evaluate_fn=evaluate_fn,
-        schedule=_schedule(config),
-        run_prefix=_run_prefix(config, encoder),
-        model_summary=f"{config.main_module}, {parameters:,} parameters",
-    )
-
-
-def build_loss(config: TrainConfig) -> nn.Module:
-    """The loss of ``train_fn.loss_module``, with ``train_fn.negatives_sharing`` applied."""
-    loss_class = choose("train_fn.loss_module", config.loss_module, LOSS_MODULES)
-    sharing = choose("train_fn.negatives_sharing", config.negatives_sharing, NEGATIVES_SHARING)
-    if config.loss_module == "BCELoss":
-        return loss_class(temperature=1.0, negatives_sharing=sharing)
-    if config.loss_module == "FormulaLoss":
-        return loss_class(
-            formula=formula_loss_formula(),
-            num_to_sample=config.num_negatives,
-            softmax_temperature=config.temperature,
-            activation_checkpoint=config.loss_activation_checkpoint,
-            negatives_sharing=sharing,
-        )
-    return loss_class(
-        num_to_sample=config.num_negatives,
-        softmax_temperature=config.temperature,
-        activation_checkpoint=config.loss_activation_checkpoint,
-        negatives_sharing=sharing,
+        schedule=config.schedule,
+        run_prefix=run_prefix(config, parts),
+        model_summary=f"{config.model.main_module}, {parameters:,} parameters",
     )
 
 
@@ -157,136 +176,47 @@ def _weighted_loss(
     return get_weighted_loss(main_loss, aux_losses)
 
 
-def _build_sampler(config: TrainConfig, encoder: nn.Module, catalogue: torch.Tensor) -> nn.Module:
-    sampler_class = choose(
-        "train_fn.sampling_strategy", config.sampling_strategy, SAMPLING_STRATEGIES
-    )
-    if config.sampling_strategy == "local":
-        return sampler_class(
-            item_embedding_fn=encoder.get_item_embeddings,
-            catalogue_item_ids=catalogue,
-            l2_norm=config.item_l2_norm,
-            l2_norm_eps=config.l2_norm_eps,
-        )
-    return sampler_class(l2_norm=config.item_l2_norm, l2_norm_eps=config.l2_norm_eps)
+def describe(module: nn.Module, fallback: str) -> str:
+    """A component's own description (``debug_str()``), else its registered name."""
+    debug_str = getattr(module, "debug_str", None)
+    return str(debug_str()) if callable(debug_str) else fallback
 
 
-def _dataset(config: TrainConfig, store: SequenceStore, ignore_last_n: int, train: bool):
-    return SequenceDataset(
-        store,
-        max_sequence_length=config.max_sequence_length,
-        ignore_last_n=ignore_last_n,
-        positional_sampling_ratio=config.positional_sampling_ratio if train else 1.0,
-        seed=config.random_seed,
-    )
+def run_prefix(config: TrainConfig, parts: Components) -> str:
+    """The run name without the date, from the components' own descriptions.
 
-
-def _build_data(config: TrainConfig, store: SequenceStore, context: DistributedContext) -> RunData:
-    train_n, selection_n, test_n = _SPLIT_IGNORE_LAST_N[config.eval_split]
-
-    def split(ignore_last_n: int, train: bool) -> SplitData:
-        dataset = _dataset(config, store, ignore_last_n, train)
-        loader = create_data_loader(
-            dataset,
-            batch_size=config.local_batch_size if train else config.eval_batch_size,
-            world_size=context.world_size,
-            rank=context.rank,
-            shuffle=train,
-            random_seed=config.random_seed,
-        )
-        return SplitData(loader=loader, dataset=dataset)
-
-    return RunData(
-        train=split(train_n, train=True),
-        selection=split(selection_n, train=False),
-        test=split(test_n, train=False) if test_n is not None else None,
-        set_epoch=set_loader_epoch,
-    )
-
-
-def _build_evaluate_fn(
-    config: TrainConfig,
-    store: SequenceStore,
-    sampler: nn.Module,
-    catalogue: torch.Tensor,
-    device: torch.device,
-) -> Callable[[nn.Module, SplitData, int | None], dict[str, float]]:
-    top_k_class = choose("train_fn.top_k_method", config.top_k_method, TOP_K_METHODS)
-    evaluator = Evaluator(
-        filter_seen=config.filter_seen,
-        sampled_negatives=config.sampled_eval,
-        item_popularity=store.item_counts() if config.sampled_eval == "pop100" else None,
-        seed=config.random_seed,
-    )
-    query_chunk = config.eval_user_max_batch_size or DEFAULT_QUERY_CHUNK
-
-    def evaluate(encoder: nn.Module, split: SplitData, num_batches: int | None):
-        item_embeddings = sampler.normalize_embeddings(encoder.get_item_embeddings(catalogue))
-        retrieval = top_k_class(
-            encoder.similarity,
-            CandidateIndex(catalogue, item_embeddings.float()),
-            query_chunk_size=query_chunk,
-        )
-
-        def query_fn(batch):
-            inputs = encoder_inputs(batch.to(device), write_target_id=False)
-            embeddings = encoder.get_item_embeddings(inputs.ids)
-            return encoder.encode(
-                past_lengths=inputs.lengths,
-                past_ids=inputs.ids,
-                past_embeddings=embeddings,
-                past_payloads=inputs.payloads,
-            ).float()
-
-        seen_fn = split.dataset.seen_items if config.filter_seen == "all" else None
-        return evaluator.evaluate(
-            split.loader,
-            query_fn=query_fn,
-            retrieval=retrieval,
-            seen_fn=seen_fn,
-            num_batches=num_batches,
-            device=device,
-        )
-
-    return evaluate
-
-
-def _schedule(config: TrainConfig) -> Schedule:
-    return Schedule(
-        num_epochs=config.num_epochs,
-        eval_interval=config.eval_interval,
-        partial_eval_num_iters=config.partial_eval_num_iters,
-        full_eval_every_n=config.full_eval_every_n,
-        save_ckpt_every_n=config.save_ckpt_every_n,
-        keep_last_n_checkpoints=config.keep_last_n_checkpoints,
-        eval_split=config.eval_split,
-        selection_metric=config.selection_metric,
-        early_stopping_patience=config.early_stopping_patience,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        num_warmup_steps=config.num_warmup_steps,
-        random_seed=config.random_seed,
-        checkpoint_every_n_steps=config.checkpoint_every_n_steps,
-        eval_every_n_steps=config.eval_every_n_steps,
-        max_steps=config.max_steps,
-        on_nonfinite_loss=config.on_nonfinite_loss,
-    )
-
-
-def _run_prefix(config: TrainConfig, encoder: nn.Module) -> str:
-    """The paper-style run name (without the date): model, objective and optimiser settings."""
-    parts = [
-        encoder.debug_str(),
-        f"{config.sampling_strategy}-{config.loss_module}-n{config.num_negatives}",
-        f"t{config.temperature:g}",
-        f"b{config.local_batch_size}-lr{config.learning_rate:g}-wu{config.num_warmup_steps}"
-        f"-wd{config.weight_decay:g}",
-        f"s{config.random_seed}",
+    Every choice that changes the model or the objective is in it: the item table, preprocessor,
+    encoder, postprocessor, similarity, sampler and loss (with its temperature and negatives), then
+    the optimiser, the seed and the protocol. A name longer than :data:`MAX_RUN_NAME` is cut and
+    ends with a hash of the whole, so two different configurations never share a prefix.
+    """
+    encoder = parts.encoder
+    model_parts = [
+        describe(getattr(encoder, "embedding_module", nn.Identity()), "emb"),
+        describe(getattr(encoder, "input_preproc", nn.Identity()), "pre"),
+        describe(encoder, config.model.main_module),
+        describe(getattr(encoder, "output_postproc", nn.Identity()), "post"),
+        describe(getattr(encoder, "similarity", nn.Identity()), config.interaction_module_type),
+        describe(parts.sampler, config.sampling_strategy),
+        describe(parts.loss, config.loss_module),
     ]
-    if config.main_module_bf16:
-        parts.append("bf16")
-    if config.negatives_sharing != "none":
-        parts.append(f"share_{config.negatives_sharing}")
+    schedule = config.schedule
+    parts_list = [
+        *model_parts,
+        f"b{config.local_batch_size}-lr{schedule.learning_rate:g}-wu{schedule.num_warmup_steps}"
+        f"-wd{schedule.weight_decay:g}",
+        f"s{schedule.random_seed}",
+    ]
+    if config.loss_weights:
+        parts_list.append(
+            "w" + "_".join(f"{k}{v:g}" for k, v in sorted(config.loss_weights.items()))
+        )
+    if config.model.main_module_bf16:
+        parts_list.append("bf16")
     if config.eval_split == "valid":
-        parts.append("valid")
-    return "-".join(parts).replace("/", "_")
+        parts_list.append("valid")
+    name = "-".join(parts_list).replace("/", "_").replace(" ", "")
+    if len(name) > MAX_RUN_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: MAX_RUN_NAME - 11]}-{digest}"
+    return name

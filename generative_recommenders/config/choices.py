@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from generative_recommenders.errors import UserInputError
+from generative_recommenders.registry import UnknownChoiceError
 
 T = TypeVar("T")
-
-
-class UnknownChoiceError(UserInputError, ValueError):
-    """A string binding outside its accepted set (both a user-input error and a ValueError)."""
+__all__ = ["UnknownChoiceError", "choose"]
 
 
 def choose(binding: str, value: str, choices: Mapping[str, T]) -> T:

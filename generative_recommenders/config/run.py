@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import platform
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from generative_recommenders import __version__
-from generative_recommenders.config.build import build_training, validate_choices
+from generative_recommenders.config.build import build_training, validate
 from generative_recommenders.config.registry import operative_config, parse_gin
 from generative_recommenders.config.train import TrainConfig, train_fn
 from generative_recommenders.data.store import SequenceStore
@@ -60,17 +61,14 @@ class RunOptions:
 def load_config(options: RunOptions) -> TrainConfig:
     """Parse the gin files and bindings and build the validated :class:`TrainConfig`."""
     parse_gin(options.gin_config_files, options.gin_bindings)
-    try:
-        return train_fn()
-    except ValueError as error:
-        raise UserInputError(str(error).splitlines()[0]) from error
+    return train_fn()
 
 
 def preflight(options: RunOptions) -> TrainConfig:
     """Checks made once in the launching process, before any worker starts."""
     config = load_config(options)
-    validate_choices(config)
-    SequenceStore.open(options.data_dir, config.dataset_name)
+    store = SequenceStore.open(options.data_dir, config.dataset_name)
+    validate(config, store)
     return config
 
 
@@ -131,6 +129,8 @@ def _train(
     group = f"{config.dataset_name}-l{config.max_sequence_length}"
     resume_path = _resume_path(options, group, built.run_prefix)
     resume_state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    if resume_state is not None:
+        _check_same_configuration(resume_state, resume_path, built.run_prefix)
     run_name = (
         resume_state["run"]["run_name"]
         if resume_state
@@ -140,6 +140,7 @@ def _train(
     logger = RunLogger(run_dir, active=context.is_main)
     checkpoint_dir = Path(options.ckpt_dir) / group / run_name
     record = _run_record(config, context, run_name, store)
+    record["run_prefix"] = built.run_prefix
     record.update(data_dir=str(options.data_dir), checkpoint_dir=str(checkpoint_dir))
     trainer = Trainer(
         model=built.model,
@@ -173,6 +174,15 @@ def _train(
     return result
 
 
+def _check_same_configuration(state: dict, path: Path, prefix: str) -> None:
+    """Refuse to continue a checkpoint written under another configuration (when it says so)."""
+    theirs = state.get("run", {}).get("run_prefix") if isinstance(state.get("run"), dict) else None
+    if theirs is not None and theirs != prefix:
+        raise UserInputError(
+            f"--resume={path}: that run's configuration ({theirs}) differs from this one ({prefix})"
+        )
+
+
 def _shared_run_name(prefix: str, context: DistributedContext) -> str:
     """``<prefix>-<date>``, decided by rank 0 so every rank writes to the same folders."""
     names = [f"{prefix}-{datetime.datetime.now():%Y-%m-%d-%H%M%S}"]
@@ -188,8 +198,15 @@ def _resume_path(options: RunOptions, group: str, prefix: str) -> Path | None:
         path = Path(options.resume)
         return path / "last.pt" if path.is_dir() else path
     folder = Path(options.ckpt_dir) / group
+    # Exactly "<prefix>-<date>": a run whose name merely starts with this prefix (another
+    # configuration with one more part, e.g. "-valid") is never picked.
+    own_run = re.compile(re.escape(prefix) + r"-\d{4}-\d{2}-\d{2}-\d{6}")
     candidates = sorted(
-        (p / "last.pt" for p in folder.glob(f"{prefix}-*") if (p / "last.pt").is_file()),
+        (
+            p / "last.pt"
+            for p in folder.glob(f"{glob_escape(prefix)}-*")
+            if own_run.fullmatch(p.name) and (p / "last.pt").is_file()
+        ),
         key=lambda p: p.stat().st_mtime,
     )
     if not candidates:
@@ -197,6 +214,11 @@ def _resume_path(options: RunOptions, group: str, prefix: str) -> Path | None:
             f"--resume=latest: no checkpoint of this configuration under {folder}/{prefix}-*/last.pt"
         )
     return candidates[-1]
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters matched literally."""
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
 def _run_record(
@@ -236,8 +258,7 @@ def evaluate_checkpoint(options: RunOptions, checkpoint_path: Path, split: str =
     ``options`` must give the configuration the checkpoint was trained with (its files and
     bindings); the weights are checked against it. Used to test a search's best trial once.
     """
-    config = load_config(options)
-    validate_choices(config)
+    config = load_config(options)  # build_training below checks every binding
     context = DistributedContext(rank=0, local_rank=0, world_size=1, device=_default_device())
     store = SequenceStore.open(options.data_dir, config.dataset_name)
     seed_everything(config.random_seed)

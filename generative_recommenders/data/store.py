@@ -34,7 +34,6 @@ from generative_recommenders.data.splits import FINGERPRINT_DEFINITION, fingerpr
 from generative_recommenders.errors import UserInputError
 
 FORMAT_VERSION = 1
-PUBLIC_DATASETS = ("ml-100k", "ml-1m", "ml-20m", "amzn-books")
 AMAZON_2023_PREFIX = "amazon-2023-"  # stores of the amazon-2023 source: amazon-2023-<Category>
 
 _ARRAYS: dict[str, np.dtype] = {
@@ -60,7 +59,10 @@ def create_command(data_dir: str | os.PathLike, dataset_name: str) -> str:
     data_dir = str(data_dir)
     if not data_dir.endswith("/"):
         data_dir += "/"
-    if dataset_name in PUBLIC_DATASETS:
+    # Imported here: the sources import this module (for the store's file names).
+    from generative_recommenders.data.sources import public_datasets
+
+    if dataset_name in public_datasets():
         return f"python preprocess_public_data.py --dataset {dataset_name} --data_dir {data_dir}"
     if dataset_name.startswith(AMAZON_2023_PREFIX):
         category = dataset_name[len(AMAZON_2023_PREFIX) :]

@@ -27,6 +27,7 @@ from generative_recommenders.retrieval.index import CandidateIndex
 FILTER_SEEN = ("window", "all")
 SAMPLED_HR_KS: tuple[int, ...] = (1, 5, 10, 50)
 SAMPLED_NDCG_KS: tuple[int, ...] = (5, 10, 50)
+_SAMPLED = ("hr", "ndcg", "mrr")  # the sampled protocol reports the paper's three families
 
 QueryFn = Callable[[SequenceBatch], torch.Tensor]
 SeenFn = Callable[[SequenceBatch], torch.Tensor]
@@ -48,6 +49,7 @@ class Evaluator:
             seeded negatives; those metrics are prefixed "sampled_uni100/" or "sampled_pop100/".
         item_popularity: counts indexed by item id, for "pop100".
         seed: base seed of the sampled negatives (each user's draw depends on (seed, user id)).
+        metric_names: registered metrics to report (``evaluation.metrics``; None: all of them).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Evaluator:
         sampled_negatives: str | None = None,
         item_popularity: np.ndarray | None = None,
         seed: int = 0,
+        metric_names: tuple[str, ...] | None = None,
     ) -> None:
         if filter_seen not in FILTER_SEEN:
             raise ValueError(f"filter_seen={filter_seen!r} is not one of: {', '.join(FILTER_SEEN)}")
@@ -76,6 +79,7 @@ class Evaluator:
         self.sampled_negatives = sampled_negatives
         self.item_popularity = item_popularity
         self.seed = int(seed)
+        self.metric_names = None if metric_names is None else tuple(metric_names)
 
     def _retriever(self, retrieval: BruteForceTopK | CandidateIndex) -> BruteForceTopK:
         if not isinstance(retrieval, CandidateIndex):
@@ -94,15 +98,20 @@ class Evaluator:
             raise ValueError("filter_seen='all' needs seen_fn (the users' whole histories)")
         return seen_fn(batch)
 
+    def _full_metrics(self, ranks: torch.Tensor, k_max: int) -> dict[str, torch.Tensor]:
+        return metrics.per_user_metrics(
+            ranks, k_max, metrics.HR_KS, metrics.NDCG_KS, self.metric_names
+        )
+
     def _keys(self) -> list[str]:
         """The accumulator layout; identical on every rank (depends on settings only)."""
-        full = list(metrics.per_user_metrics(torch.ones(1, dtype=torch.int64), 1))
+        full = list(self._full_metrics(torch.ones(1, dtype=torch.int64), 1))
         rated = list(metrics.rated_user_metrics(torch.ones(1, dtype=torch.int64), 1))
         suffix = metrics.rated_suffix(self.rating_threshold)
         keys = ["num_users", *full, f"num_users{suffix}", *[k + suffix for k in rated]]
         if self.sampled_negatives is not None:
             sampled = metrics.per_user_metrics(
-                torch.ones(1, dtype=torch.int64), 1, SAMPLED_HR_KS, SAMPLED_NDCG_KS
+                torch.ones(1, dtype=torch.int64), 1, SAMPLED_HR_KS, SAMPLED_NDCG_KS, _SAMPLED
             )
             keys += [f"sampled_{self.sampled_negatives}/{k}" for k in sampled]
         return keys
@@ -158,7 +167,7 @@ class Evaluator:
             user_ids = batch.user_ids[keep]
             ranks = retriever.target_ranks(queries, targets, invalid, user_ids)
             values = {"num_users": torch.ones_like(ranks, dtype=torch.float64)}
-            values.update(metrics.per_user_metrics(ranks, k_max))
+            values.update(self._full_metrics(ranks, k_max))
             rated = (batch.target_ratings[keep] >= self.rating_threshold).to(ranks.device)
             values[f"num_users{suffix}"] = rated.to(torch.float64)
             for name, per_user in metrics.rated_user_metrics(ranks, k_max).items():
@@ -173,6 +182,7 @@ class Evaluator:
                     sampler.num_negatives + 1,
                     SAMPLED_HR_KS,
                     SAMPLED_NDCG_KS,
+                    _SAMPLED,
                 )
                 values.update({prefix + name: v for name, v in sampled.items()})
             # One device-side add per batch: no host sync inside the loop.

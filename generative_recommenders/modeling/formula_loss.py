@@ -20,6 +20,7 @@ import torch
 from generative_recommenders.modeling.formula import Node, family, parse
 from generative_recommenders.modeling.losses import _SampledLoss
 from generative_recommenders.modeling.negatives import NegativesSharing
+from generative_recommenders.registry import LOSSES
 
 
 def row_losses(formula: Node, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -37,13 +38,16 @@ def row_losses(formula: Node, logits: torch.Tensor, hits: torch.Tensor) -> torch
     return positive_term[:, 0] + negative_terms.sum(dim=1) / count
 
 
+@LOSSES.register("FormulaLoss")
 class FormulaLoss(_SampledLoss):
     """The sampled loss whose per-position value is ``formula`` (text, parsed safely).
 
     Args:
-        formula: e.g. ``"softplus(neg - pos)"``; see :mod:`generative_recommenders.modeling.formula`.
-        num_to_sample: R negatives per position.
-        softmax_temperature: T, logits are divided by it before the formula.
+        formula: e.g. ``"softplus(neg - pos)"``; see :mod:`generative_recommenders.modeling.formula`
+            (bound as ``FormulaLoss.formula``).
+        num_to_sample: R negatives per position (``train_fn.num_negatives``).
+        temperature: T, logits are divided by it before the formula (``train_fn.temperature``;
+            0.05 unless bound).
         activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as
             :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss`.
 
@@ -53,20 +57,24 @@ class FormulaLoss(_SampledLoss):
 
     def __init__(
         self,
-        formula: str,
-        num_to_sample: int,
-        softmax_temperature: float,
+        formula: str | None = None,
+        num_to_sample: int = 1,
+        temperature: float = 0.05,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__(
             num_to_sample,
-            softmax_temperature,
+            temperature,
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
         )
+        if not formula:
+            raise ValueError(
+                'FormulaLoss needs FormulaLoss.formula, e.g. FormulaLoss.formula = "softplus(neg - pos)"'
+            )
         self.formula = parse(formula)
 
     def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:

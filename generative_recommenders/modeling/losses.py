@@ -34,6 +34,7 @@ from generative_recommenders.ops.sampled_softmax import (
     sampled_losses,
     softmax_row_loss,
 )
+from generative_recommenders.registry import LOSSES
 
 
 class _SampledLoss(nn.Module):
@@ -144,14 +145,15 @@ class _SampledLoss(nn.Module):
         )
 
 
+@LOSSES.register("SampledSoftmaxLoss")
 class SampledSoftmaxLoss(_SampledLoss):
     """Cross-entropy of the positive against itself plus ``num_to_sample`` sampled negatives.
 
     Per position: ``-log softmax([s+, s1, ..., sR] / T)[0]`` with accidental hits excluded.
 
     Args:
-        num_to_sample: R negatives per position.
-        softmax_temperature: T, logits are divided by it.
+        num_to_sample: R negatives per position (``train_fn.num_negatives``).
+        temperature: T, logits are divided by it (``train_fn.temperature``; 0.05 unless bound).
         activation_checkpoint: recompute each chunk's scores in backward to bound memory (the
             reference kernel; the fused dot-product kernels are chunked and bounded anyway).
         checkpoint_chunk_size: positions per checkpointed chunk.
@@ -160,15 +162,15 @@ class SampledSoftmaxLoss(_SampledLoss):
 
     def __init__(
         self,
-        num_to_sample: int,
-        softmax_temperature: float,
+        num_to_sample: int = 1,
+        temperature: float = 0.05,
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
     ) -> None:
         super().__init__(
             num_to_sample,
-            softmax_temperature,
+            temperature,
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
@@ -182,6 +184,9 @@ class SampledSoftmaxLoss(_SampledLoss):
         return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
 
 
+# Under train_fn the logits are not scaled (the paper's BCE); an explicit train_fn.temperature other
+# than 1.0 is refused rather than silently dropped. Direct users may still pass any temperature.
+@LOSSES.register("BCELoss", fixed={"temperature": 1.0})
 class BCELoss(_SampledLoss):
     """Binary cross-entropy: the positive labelled 1, one sampled negative labelled 0.
 

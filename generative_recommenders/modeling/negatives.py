@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from generative_recommenders.registry import SAMPLERS
+
 Lookup = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -145,6 +147,7 @@ class _UniformSampler(nn.Module):
         return ids, self.make_lookup(slots.numel())(slots)
 
 
+@SAMPLERS.register("in-batch")
 class InBatchNegativesSampler(_UniformSampler):
     """Negatives drawn from the valid items of the current batch.
 
@@ -220,6 +223,7 @@ class InBatchNegativesSampler(_UniformSampler):
         return f"in-batch{'-l2' if self._l2_norm else ''}{'-dedup' if self._dedup else ''}"
 
 
+@SAMPLERS.register("local")
 class LocalNegativesSampler(_UniformSampler):
     """Negatives drawn uniformly from the whole catalogue (its real ids, gaps respected).
 

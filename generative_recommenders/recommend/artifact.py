@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 FORMAT = "generative-recommenders-retrieval"
-VERSION = 1
+VERSION = 2  # 2: the query encoder takes [B, N] histories and the query times [B]
 FILES = {
     "manifest": "manifest.json",
     "query_encoder": "query_encoder.pt",
@@ -106,17 +106,19 @@ class RetrievalArtifact:
         for start in range(0, len(rows), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(rows)))
             batch = self.batch_size  # the traced size: short chunks are padded with empty rows
-            ids = torch.zeros(batch, N + 1, dtype=torch.int64)
-            ts = torch.zeros(batch, N + 1, dtype=torch.int64)
+            ids = torch.zeros(batch, N, dtype=torch.int64)
+            ts = torch.zeros(batch, N, dtype=torch.int64)
             lengths = torch.zeros(batch, dtype=torch.int64)
+            times = torch.zeros(batch, dtype=torch.int64)
             for b, i in enumerate(chunk):
                 window = rows[i][-N:]
                 n = len(window)
                 ids[b, :n] = codes[torch.as_tensor(window, dtype=torch.int64)]
                 ts[b, :n] = torch.as_tensor(timestamps[i][-N:][:n], dtype=torch.int64)
-                ts[b, n] = int(query_times[i])
+                times[b] = int(query_times[i])
                 lengths[b] = n
-            queries = self.encoder(ids, ts, torch.zeros(batch, N + 1), lengths)
+            # The traced program is the package's own query encoding (widening included).
+            queries = self.encoder(ids, ts, torch.zeros(batch, N), lengths, times)
             out.append(queries[: len(chunk)])
         if not out:
             return torch.zeros(0, self.item_embeddings.shape[1])

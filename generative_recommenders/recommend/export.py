@@ -3,10 +3,11 @@
 ``DIR/`` holds:
 
 - ``query_encoder.pt``: TorchScript (``torch.jit.trace``; ``torch.jit.load(f)``) of
-  ``(ids [B, N+1] int64, timestamps [B, N+1] int64, ratings [B, N+1] float32, lengths [B] int64)
-  -> queries [B, D] float32``, the encoder's state after each history's last event; B is fixed
-  (``manifest["batch_size"]``; the loader pads), N = ``max_sequence_length``; position
-  ``length`` carries the query time. Only ATen operators: loading it needs torch alone.
+  ``(ids [B, N] int64, timestamps [B, N] int64, ratings [B, N] float32, lengths [B] int64,
+  query_times [B] int64) -> queries [B, D] float32``: the package's one query-encoding function
+  (``training.inputs.encode_queries``, which training-time evaluation and ``Recommender`` call)
+  traced as it is; B is fixed (``manifest["batch_size"]``; the loader pads), N =
+  ``max_sequence_length``. Only ATen operators: loading it needs torch alone.
 - ``item_embeddings.npy`` [X, D] float32: the catalogue's retrieval embeddings (L2-normalised when
   the run normalised items), ``item_ids.npy`` [X] int64: their store codes.
 - ``items.json``: ``{"ids": [the dataset's own id of each row], "titles": [...] | null}``.
@@ -41,12 +42,13 @@ import torch
 from torch import nn
 
 from generative_recommenders.atomic import atomic_directory
+from generative_recommenders.data.batch import SequenceBatch
 from generative_recommenders.errors import UserInputError
-from generative_recommenders.modeling.encoders.base import gather_last
 from generative_recommenders.modeling.similarity.dot_product import DotProductSimilarity
 from generative_recommenders.ops import kernels
 from generative_recommenders.recommend import artifact
 from generative_recommenders.recommend.recommender import Recommender
+from generative_recommenders.training.inputs import encode_queries
 
 BATCH_SIZE = 64
 
@@ -55,8 +57,29 @@ class UnsupportedExport(UserInputError):
     """The run cannot be exported in this format (one line saying why)."""
 
 
+def _batch(
+    ids: torch.Tensor,
+    timestamps: torch.Tensor,
+    ratings: torch.Tensor,
+    lengths: torch.Tensor,
+    query_times: torch.Tensor,
+) -> SequenceBatch:
+    zeros = torch.zeros_like(lengths)
+    return SequenceBatch(
+        rows=zeros,
+        user_ids=zeros,
+        ids=ids,
+        lengths=lengths,
+        timestamps=timestamps,
+        ratings=ratings,
+        target_ids=zeros,
+        target_timestamps=query_times,
+        target_ratings=zeros.float(),
+    )
+
+
 class QueryEncoder(nn.Module):
-    """The encoder as one tensor program: widened histories -> [B, D] queries."""
+    """``encode_queries`` as one tensor program: histories and query times -> [B, D] queries."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -68,16 +91,11 @@ class QueryEncoder(nn.Module):
         timestamps: torch.Tensor,
         ratings: torch.Tensor,
         lengths: torch.Tensor,
+        query_times: torch.Tensor,
     ) -> torch.Tensor:
-        """ids, timestamps [B, N+1] int64, ratings [B, N+1] float32, lengths [B] -> [B, D]."""
-        full = torch.full_like(lengths, ids.shape[1])  # causal: later columns cannot leak back
-        states = self.encoder(
-            past_lengths=full,
-            past_ids=ids,
-            past_embeddings=self.encoder.get_item_embeddings(ids),
-            past_payloads={"timestamps": timestamps, "ratings": ratings},
-        )  # [B, N+1, D]
-        return gather_last(states, lengths).float()
+        """ids, timestamps [B, N] int64, ratings [B, N], lengths [B], query_times [B] -> [B, D]."""
+        batch = _batch(ids, timestamps, ratings, lengths, query_times)
+        return encode_queries(self.encoder, batch, traceable=True)
 
 
 @contextmanager
@@ -96,11 +114,15 @@ def _example(batch: int, width: int, num_items: int, lengths: list[int], seed: i
     generator = torch.Generator().manual_seed(seed)
     ids = torch.zeros(batch, width, dtype=torch.int64)
     timestamps = torch.zeros(batch, width, dtype=torch.int64)
+    query_times = torch.zeros(batch, dtype=torch.int64)
     for b, n in enumerate(lengths):
         ids[b, :n] = torch.randint(1, num_items + 1, (n,), generator=generator)
         steps = torch.randint(1, 100_000, (n + 1,), generator=generator)
-        timestamps[b, : n + 1] = 1_000_000_000 + torch.cumsum(steps, 0)
-    return ids, timestamps, torch.zeros(batch, width), torch.as_tensor(lengths, dtype=torch.int64)
+        times = 1_000_000_000 + torch.cumsum(steps, 0)
+        timestamps[b, :n] = times[:n]
+        query_times[b] = times[n]
+    lengths_t = torch.as_tensor(lengths, dtype=torch.int64)
+    return ids, timestamps, torch.zeros(batch, width), lengths_t, query_times
 
 
 def trace_query_encoder(rec: Recommender) -> torch.jit.ScriptModule:
@@ -114,16 +136,11 @@ def trace_query_encoder(rec: Recommender) -> torch.jit.ScriptModule:
     try:
         with _traceable_ops(), torch.no_grad():
             traced = torch.jit.trace(
-                module, _example(BATCH_SIZE, N + 1, max_id, first, 0), check_trace=False
+                module, _example(BATCH_SIZE, N, max_id, first, 0), check_trace=False
             )
-        check = _example(BATCH_SIZE, N + 1, max_id, second, 1)
+        check = _example(BATCH_SIZE, N, max_id, second, 1)
         with torch.no_grad():
-            expected = encoder.encode(
-                check[3],
-                check[0],
-                encoder.get_item_embeddings(check[0]),
-                {"timestamps": check[1], "ratings": check[2]},
-            )
+            expected = encode_queries(encoder, _batch(*check))  # the eager, jagged path
             got = traced(*check)
     finally:
         encoder.to(rec.device)

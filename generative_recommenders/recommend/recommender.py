@@ -1,6 +1,6 @@
 """Top-k recommendations from a trained run: for store users, for new histories, similar items.
 
-Queries are encoded exactly as the evaluator encodes them (``training.inputs.encoder_inputs``):
+Queries are encoded by the evaluator's own function (``training.inputs.encode_queries``):
 the window is a user's most recent ``max_sequence_length`` events, oldest first, and the
 timestamp written at index ``length`` (HSTU's query time) is, by default, the user's **last
 event's** timestamp, i.e. "recommend right after the last event" (``query_time="now"`` uses the
@@ -38,7 +38,7 @@ from generative_recommenders.recommend.histories import History, as_histories
 from generative_recommenders.recommend.ids import IdCodec
 from generative_recommenders.recommend.run_loading import LoadedRun, load_run
 from generative_recommenders.retrieval import BruteForceTopK, CandidateIndex
-from generative_recommenders.training.inputs import encoder_inputs
+from generative_recommenders.training.inputs import encode_queries
 
 _LOG = logging.getLogger(__name__)
 ON_UNKNOWN = ("error", "warn", "skip")
@@ -336,14 +336,7 @@ class Recommender:
             target_timestamps=torch.as_tensor(query_ts, dtype=torch.int64),
             target_ratings=zeros.float(),
         ).to(self.device)
-        inputs = encoder_inputs(batch, write_target_id=False)
-        embeddings = self.encoder.get_item_embeddings(inputs.ids)
-        return self.encoder.encode(
-            past_lengths=inputs.lengths,
-            past_ids=inputs.ids,
-            past_embeddings=embeddings,
-            past_payloads=inputs.payloads,
-        ).float()
+        return encode_queries(self.encoder, batch)
 
     @torch.no_grad()
     def _encode_cached(

@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 from generative_recommenders.config.build import build_config_encoder
-from generative_recommenders.config.run import RunOptions
-from generative_recommenders.config.run import load_config as load_run_config
-from generative_recommenders.config.train import TrainConfig
+from generative_recommenders.config.registry import parse_gin
+from generative_recommenders.config.train import TrainConfig, train_fn
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.encoders.base import SequentialEncoder
@@ -103,8 +102,13 @@ def resolve_checkpoint(run_dir: Path, record: dict, checkpoint: str) -> Path:
 
 
 def load_config(run_dir: Path) -> TrainConfig:
-    """Parse the run's operative config.gin into its TrainConfig (gin is left configured)."""
-    return load_run_config(RunOptions(gin_config_files=(str(run_dir / "config.gin"),)))
+    """Parse the run's operative config.gin into its TrainConfig (gin is left configured).
+
+    Bindings of configurables an older version had (``get_sequential_encoder.*``,
+    ``get_similarity_function.*``) are skipped: the same settings now live on the components.
+    """
+    parse_gin([str(run_dir / "config.gin")], skip_unknown=True)
+    return train_fn()
 
 
 def build_run_encoder(config: TrainConfig, store: SequenceStore) -> SequentialEncoder:

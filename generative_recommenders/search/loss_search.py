@@ -39,7 +39,16 @@ MAX_SAMPLES_PER_TRAINED = 200
 REPORTED = ("hr@10", "ndcg@10", "mrr")
 # The baselines of phase 3: (name, bindings). BPR is the formula softplus(neg - pos).
 BASELINES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("BCE", ('train_fn.loss_module = "BCELoss"', "train_fn.temperature = 1.0")),
+    # BCE has one negative and no temperature of its own: unbind what the base config may set
+    # for the other losses (an explicit value BCE cannot take is refused, not ignored).
+    (
+        "BCE",
+        (
+            'train_fn.loss_module = "BCELoss"',
+            "train_fn.temperature = 1.0",
+            "train_fn.num_negatives = None",
+        ),
+    ),
     (
         "BPR",
         ('train_fn.loss_module = "FormulaLoss"', 'FormulaLoss.formula = "softplus(neg - pos)"'),

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from generative_recommenders.data.batch import SequenceBatch
+from generative_recommenders.modeling.encoders.base import gather_last
 
 
 @dataclass
@@ -49,3 +51,34 @@ def encoder_inputs(batch: SequenceBatch, write_target_id: bool) -> EncoderInputs
         ratings=_widen(batch.ratings),
         user_ids=batch.user_ids,
     )
+
+
+def encode_queries(
+    encoder: nn.Module, batch: SequenceBatch, traceable: bool = False
+) -> torch.Tensor:
+    """The one query-encoding path (evaluation, ``Recommender`` and the exported artefact).
+
+    ``batch.ids`` [B, N] (oldest first, left-aligned), ``lengths`` [B], ``timestamps`` [B, N],
+    ``ratings`` [B, N] and ``target_timestamps`` [B] (the query time, written at index ``length``)
+    -> [B, D] float32: the encoder's state after each history's last event.
+
+    ``traceable``: run every row over the full width and gather at ``length`` (the encoders are
+    causal, so the state at ``length - 1`` does not depend on later columns); one traced program then
+    serves every length. Otherwise only the valid positions are computed (faster).
+    """
+    inputs = encoder_inputs(batch, write_target_id=False)
+    embeddings = encoder.get_item_embeddings(inputs.ids)
+    if not traceable:
+        return encoder.encode(
+            past_lengths=inputs.lengths,
+            past_ids=inputs.ids,
+            past_embeddings=embeddings,
+            past_payloads=inputs.payloads,
+        ).float()
+    states = encoder(
+        past_lengths=torch.full_like(inputs.lengths, inputs.ids.shape[1]),
+        past_ids=inputs.ids,
+        past_embeddings=embeddings,
+        past_payloads=inputs.payloads,
+    )  # [B, N + 1, D]
+    return gather_last(states, inputs.lengths).float()

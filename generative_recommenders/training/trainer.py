@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from generative_recommenders.data.batch import SequenceBatch
-from generative_recommenders.errors import UserInputError
+from generative_recommenders.errors import UserInputError, check_choice, check_positive
 from generative_recommenders.training import checkpoint as ckpt
 from generative_recommenders.training.distributed import (
     DistributedContext,
@@ -47,28 +47,48 @@ _LOG = logging.getLogger(__name__)
 CONSOLE_METRICS = ("ndcg@10", "ndcg@50", "hr@10", "hr@50", "mrr")
 
 
+EVAL_SPLITS = ("test", "valid")
+ON_NONFINITE_LOSS = ("stop", "skip")
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """When to evaluate, save and stop (the ``train_fn`` schedule bindings)."""
+    """When to evaluate, save and stop, and the optimiser's settings.
 
-    num_epochs: int
-    eval_interval: int
-    partial_eval_num_iters: int
-    full_eval_every_n: int
-    save_ckpt_every_n: int
-    keep_last_n_checkpoints: int
-    eval_split: str
-    selection_metric: str
-    early_stopping_patience: int
-    learning_rate: float
-    weight_decay: float
-    num_warmup_steps: int
-    random_seed: int
-    # Long runs (steps count optimizer steps over the whole run; 0 = off).
+    The fields are the ``train_fn.<name>`` bindings of this section (the paper's names and
+    defaults); a new loop setting is one field here, read as ``self.schedule.<name>``.
+    """
+
+    num_epochs: int = 101
+    eval_interval: int = 100
+    partial_eval_num_iters: int = 32
+    full_eval_every_n: int = 1
+    save_ckpt_every_n: int = 1000
+    keep_last_n_checkpoints: int = 3
+    eval_split: str = "test"  # "test": the paper's protocol; "valid": select on the validation item
+    selection_metric: str = "ndcg@10"
+    early_stopping_patience: int = 0  # full evaluations without improvement; 0 = never stop
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-3
+    num_warmup_steps: int = 0
+    random_seed: int = 42
+    # Long runs (docs/training.md): steps count optimizer steps over the whole run; 0 = off.
     checkpoint_every_n_steps: int = 0
     eval_every_n_steps: int = 0
     max_steps: int = 0
     on_nonfinite_loss: str = "stop"  # or "skip"
+
+    def __post_init__(self) -> None:
+        check_choice("train_fn.eval_split", self.eval_split, EVAL_SPLITS)
+        for name in ("num_epochs", "full_eval_every_n", "partial_eval_num_iters"):
+            check_positive(f"train_fn.{name}", getattr(self, name))
+        if self.early_stopping_patience < 0:
+            raise ValueError("train_fn.early_stopping_patience: expected >= 0 (0 = never stop)")
+        check_choice("train_fn.on_nonfinite_loss", self.on_nonfinite_loss, ON_NONFINITE_LOSS)
+        for name in ("checkpoint_every_n_steps", "eval_every_n_steps", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"train_fn.{name}={value!r}: expected a step count >= 0 (0 = off)")
 
 
 @dataclass

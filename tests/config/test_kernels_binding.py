@@ -69,12 +69,32 @@ def test_main_py_exits_2_with_one_line(tmp_path: pathlib.Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def _tiny_config(root: pathlib.Path, main_module: str) -> pathlib.Path:
+    """The tiny HSTU config, or the same run with a tiny SASRec (its own encoder bindings: an
+    unselected encoder's bindings are refused)."""
+    if main_module == "HSTU":
+        return TINY_CONFIG
+    lines = [
+        line
+        for line in TINY_CONFIG.read_text().splitlines()
+        if not line.startswith(("hstu_encoder.", "train_fn.main_module"))
+    ]
+    lines += [
+        f"train_fn.main_module = {main_module!r}",
+        "sasrec_encoder.num_blocks = 1",
+        "sasrec_encoder.num_heads = 2",
+        "sasrec_encoder.ffn_hidden_dim = 16",
+    ]
+    path = root / f"tiny-{main_module}.gin"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _train(root: pathlib.Path, data_dir: pathlib.Path, choice: str, main_module: str) -> dict:
     options = RunOptions(
-        gin_config_files=(str(TINY_CONFIG),),
+        gin_config_files=(str(_tiny_config(root, main_module)),),
         gin_bindings=(
             f"train_fn.kernels = {choice!r}",
-            f"train_fn.main_module = {main_module!r}",
             "train_fn.num_epochs = 2",
         ),
         data_dir=str(data_dir),

@@ -11,8 +11,8 @@ import gin
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from generative_recommenders.config.build import build_loss, validate_choices
 from generative_recommenders.config.choices import UnknownChoiceError
+from generative_recommenders.config.objective import build_loss
 from generative_recommenders.config.registry import parse_gin
 from generative_recommenders.config.run import RunOptions, preflight
 from generative_recommenders.config.train import train_fn
@@ -35,7 +35,7 @@ def _clear_gin():
 def test_unknown_value_is_one_line_naming_the_binding_and_the_choices() -> None:
     parse_gin([], ['train_fn.negatives_sharing = "col"'])
     with pytest.raises(UnknownChoiceError) as caught:
-        validate_choices(train_fn())
+        train_fn()
     assert str(caught.value) == EXPECTED_ERROR
     assert isinstance(caught.value, ValueError)
 
@@ -55,7 +55,8 @@ def test_the_default_is_none_and_builds_independent_draws() -> None:
     parse_gin([str(TINY_CONFIG)])
     config = train_fn()
     assert config.negatives_sharing == "none"
-    assert build_loss(config).negatives_sharing is NegativesSharing.NONE
+    loss = build_loss(config.objective, config.explicit, set())
+    assert loss.negatives_sharing is NegativesSharing.NONE
 
 
 @pytest.mark.parametrize("value", ["none", "row", "batch"])
@@ -65,8 +66,7 @@ def test_each_value_reaches_the_loss(value: str, loss_module: str) -> None:
         [], [f"train_fn.negatives_sharing = {value!r}", f"train_fn.loss_module = {loss_module!r}"]
     )
     config = train_fn()
-    validate_choices(config)
-    loss = build_loss(config)
+    loss = build_loss(config.objective, config.explicit, set())
     assert isinstance(loss, SampledSoftmaxLoss if loss_module == "SampledSoftmaxLoss" else BCELoss)
     assert loss.negatives_sharing is NegativesSharing(value)
 

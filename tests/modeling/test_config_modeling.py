@@ -7,17 +7,18 @@ import pytest
 import torch
 
 from benchmarks.param_counts import build_ml1m, count_parameters
+from generative_recommenders.config.components import configurable
 from generative_recommenders.config.modeling import (
+    ModelSettings,
     UnknownChoiceError,
     build_encoder,
-    create_mol_interaction_module,
-    get_similarity_function,
 )
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.encoders.hstu import HSTU
 from generative_recommenders.modeling.encoders.sasrec import SASRec
 from generative_recommenders.modeling.postprocessors import LayerNormEmbeddingPostprocessor
 from generative_recommenders.modeling.similarity.mol import MoLSimilarity
+from generative_recommenders.registry import SIMILARITIES
 
 D, ITEMS, POSITIONS = 50, 3952, 200 + 10 + 1
 
@@ -36,6 +37,14 @@ def hstu_count(blocks, heads, dqk, dv):
 
 
 SHARED = (ITEMS + 1) * D + POSITIONS * D  # item table + positional table
+
+
+def _build(max_sequence_length=8, max_item_id=20, **settings):
+    """build_encoder from train_fn-style settings (the ModelSettings section)."""
+    model = ModelSettings(**settings)
+    return build_encoder(
+        model, max_item_id=max_item_id, max_sequence_length=max_sequence_length, used=set()
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,10 +86,8 @@ def test_gin_bindings_reach_the_encoder_and_mol():
         """
     )
     try:
-        model = build_encoder(
+        model = _build(
             main_module="HSTU",
-            max_item_id=20,
-            max_sequence_length=8,
             gr_output_length=2,
             item_embedding_dim=16,
             dropout_rate=0.0,
@@ -103,10 +110,8 @@ def test_gin_bindings_reach_the_encoder_and_mol():
 
 def test_sasrec_defaults_and_dot_product():
     gin.clear_config()
-    model = build_encoder(
+    model = _build(
         main_module="SASRec",
-        max_item_id=20,
-        max_sequence_length=8,
         gr_output_length=2,
         item_embedding_dim=16,
         dropout_rate=0.0,
@@ -123,7 +128,7 @@ def test_sasrec_defaults_and_dot_product():
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("main_module", "GRU4Rec"),
+        ("main_module", "NoSuchEncoder"),
         ("interaction_module_type", "Cosine"),
         ("embedding_module_type", "remote"),
         ("user_embedding_norm", "none"),
@@ -132,8 +137,6 @@ def test_sasrec_defaults_and_dot_product():
 def test_unknown_choices_list_the_valid_ones(field, value):
     kwargs = dict(
         main_module="HSTU",
-        max_item_id=20,
-        max_sequence_length=8,
         gr_output_length=2,
         item_embedding_dim=16,
         dropout_rate=0.0,
@@ -144,7 +147,7 @@ def test_unknown_choices_list_the_valid_ones(field, value):
     )
     kwargs[field] = value
     with pytest.raises(UnknownChoiceError, match=f"{field}={value!r}.*is not one of") as err:
-        build_encoder(**kwargs)
+        _build(**kwargs)
     assert isinstance(err.value, ValueError) and isinstance(err.value, UserInputError)
 
 
@@ -158,7 +161,7 @@ def test_mol_factory_exposes_every_reference_binding():
         "uid_embedding_level_dropout gating_combination_type gating_item_dropout_rate "
         "gating_qi_dropout_rate eps"
     ).split()
-    params = inspect.signature(create_mol_interaction_module).parameters
+    params = inspect.signature(configurable(SIMILARITIES, "MoL")).parameters
     assert set(names) <= set(params)
-    mol = get_similarity_function("MoL", 8, 8)
+    mol = configurable(SIMILARITIES, "MoL")(query_embedding_dim=8, item_embedding_dim=8)
     assert mol.debug_str().startswith("MoL-8x4x64-t0.05")

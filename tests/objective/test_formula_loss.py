@@ -96,7 +96,7 @@ def test_bpr_formula_equals_the_per_position_loop_in_value_and_gradient() -> Non
     slots = torch.tensor([[0, 1, 0], [2, 2, 0], [1, 2, 2], [0, 1, 1], [2, 0, 0]])  # with hits
     table.requires_grad_(True)
     outputs.requires_grad_(True)
-    loss_module = FormulaLoss("softplus(neg - pos)", num_to_sample=3, softmax_temperature=0.5)
+    loss_module = FormulaLoss("softplus(neg - pos)", num_to_sample=3, temperature=0.5)
     loss, _ = _run(
         loss_module, FixedSlotsSampler(slots, False), ids, weights, table, outputs,
         DotProductSimilarity(), None,

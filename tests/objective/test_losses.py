@@ -93,7 +93,7 @@ def test_sampled_softmax_equals_direct_formula_with_accidental_hits_masked(l2, l
     assert int((cand_ids[slots[0]] == 4).sum()) == 2  # the case really contains accidental hits
     similarity = LearnedSimilarity(D) if learned else DotProductSimilarity()
     users = torch.tensor([3, 5]) if learned else None
-    loss_module = SampledSoftmaxLoss(num_to_sample=3, softmax_temperature=0.5)
+    loss_module = SampledSoftmaxLoss(num_to_sample=3, temperature=0.5)
     loss, aux = _run(
         loss_module, FixedSlotsSampler(slots, l2), ids, weights, table, outputs, similarity, users
     )
@@ -113,7 +113,7 @@ def test_an_unmasked_accidental_hit_would_change_the_loss():
     ids, weights, table, outputs = _inputs()
     hit = torch.tensor([[0, 0, 0], [2, 2, 0], [1, 2, 2], [0, 1, 1], [2, 0, 0]])
     miss = torch.tensor([[1, 1, 1], [2, 2, 0], [1, 2, 2], [0, 1, 1], [2, 0, 0]])
-    loss_module = SampledSoftmaxLoss(num_to_sample=3, softmax_temperature=1.0)
+    loss_module = SampledSoftmaxLoss(num_to_sample=3, temperature=1.0)
     sim = DotProductSimilarity()
     loss_hit, _ = _run(
         loss_module, FixedSlotsSampler(hit, False), ids, weights, table, outputs, sim, None

@@ -280,4 +280,4 @@ def test_non_finite_loss_stops_with_the_step_and_the_last_good_checkpoint(
 )
 def test_bad_long_run_bindings_are_named(binding, value) -> None:
     with pytest.raises(ValueError, match=f"train_fn.{binding}={value!r}"):
-        TrainConfig(**{binding: value})
+        TrainConfig.from_bindings(**{binding: value})

@@ -1,24 +1,27 @@
-"""Registry of raw-data sources: dataset name -> loader returning Interactions."""
+"""Raw-data sources: each loader registers itself by name (``registry.SOURCES``) in its own file.
+
+A source is ``load(opts: SourceOptions) -> Interactions``, decorated with
+``@SOURCES.register("name", public=True)`` (``public``: a published dataset that ``--dataset=all``
+and the stores' "how to create me" hints include). Importing this package imports the built-in
+ones; ``preprocess_public_data.py --source_module my_module`` imports one of your own.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 
-from generative_recommenders.data.sources.amazon import load_amazon_books
-from generative_recommenders.data.sources.amazon_2023 import load_amazon_2023
 from generative_recommenders.data.sources.base import Interactions, SourceOptions
-from generative_recommenders.data.sources.custom import load_custom
-from generative_recommenders.data.sources.movielens import load_ml_1m, load_ml_20m, load_ml_100k
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.registry import SOURCES
 
-SOURCES: dict[str, Callable[[SourceOptions], Interactions]] = {
-    "ml-100k": load_ml_100k,
-    "ml-1m": load_ml_1m,
-    "ml-20m": load_ml_20m,
-    "amzn-books": load_amazon_books,
-    "amazon-2023": load_amazon_2023,
-    "csv": load_custom,
-}
+# The sources register as they are imported: these first (the order their names are listed
+# in), then any other module of this package, so a new source is one file here.
+for _module in ("movielens", "amazon", "amazon_2023", "custom"):
+    importlib.import_module(f"{__name__}.{_module}")
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 # Made from another store by preprocess_public_data.py (data/fractal_store.py), not read.
 EXPANSIONS = ("fractal", "ml-3b")
@@ -26,13 +29,17 @@ EXPANSIONS = ("fractal", "ml-3b")
 
 def get_source(dataset: str) -> Callable[[SourceOptions], Interactions]:
     """The loader for ``dataset``; UserInputError listing the choices when unknown."""
-    try:
-        return SOURCES[dataset]
-    except KeyError:
+    if dataset not in SOURCES:
         raise UserInputError(
             f"--dataset={dataset!r}: unknown dataset, expected one of "
-            f"{', '.join([*SOURCES, *EXPANSIONS, 'all'])}"
-        ) from None
+            f"{', '.join([*SOURCES.names(), *EXPANSIONS, 'all'])}"
+        )
+    return SOURCES.get(dataset)
 
 
-__all__ = ["SOURCES", "Interactions", "SourceOptions", "get_source"]
+def public_datasets() -> list[str]:
+    """Names of the registered published datasets (``--dataset=all``)."""
+    return [entry.name for entry in SOURCES.entries() if entry.info.get("public")]
+
+
+__all__ = ["SOURCES", "Interactions", "SourceOptions", "get_source", "public_datasets"]

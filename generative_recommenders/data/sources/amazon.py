@@ -18,12 +18,14 @@ from generative_recommenders.data.sources.remap import (
     remap,
 )
 from generative_recommenders.data.store import ITEM_ID_MAPPING, USER_ID_MAPPING
+from generative_recommenders.registry import SOURCES
 
 URL = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/ratings_Books.csv"
 FILE = "ratings_Books.csv"
 MIN_INTERACTIONS = 5
 
 
+@SOURCES.register("amzn-books", public=True)
 def load_amazon_books(opts: SourceOptions) -> Interactions:
     if opts.input_file is not None:
         raw = RawFiles(opts.input_file)

@@ -46,6 +46,7 @@ from generative_recommenders.data.store import (
     USER_ID_MAPPING,
 )
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.registry import SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _needs_category() -> str:
     )
 
 
+@SOURCES.register("amazon-2023")
 def load_amazon_2023(opts: SourceOptions) -> Interactions:
     k = DEFAULT_K_CORE if opts.k_core is None else opts.k_core
     if k < 0:

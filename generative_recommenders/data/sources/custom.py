@@ -39,6 +39,7 @@ from generative_recommenders.data.sources.remap import (
 )
 from generative_recommenders.data.store import ITEM_ID_MAPPING, USER_ID_MAPPING
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.registry import SOURCES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
@@ -121,6 +122,7 @@ def chunk_plan(opts: SourceOptions) -> tuple[ReadPlan | ParquetPlan, dict[str, C
     return plan, wanted
 
 
+@SOURCES.register("csv")
 def load_custom(opts: SourceOptions) -> Interactions:
     path = _check_input(opts)
     wanted, optional, hint = _wanted(opts)

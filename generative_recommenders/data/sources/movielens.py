@@ -26,6 +26,7 @@ from generative_recommenders.data.readers import Column, read_columns
 from generative_recommenders.data.sources.base import Interactions, SourceOptions
 from generative_recommenders.data.store import ITEMS_TABLE
 from generative_recommenders.errors import UserInputError
+from generative_recommenders.registry import SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def _split_lines(text: str, sep: str, fields: int, display: str) -> list[list[st
 # ---------------------------------------------------------------------------- ml-100k
 
 
+@SOURCES.register("ml-100k", public=True)
 def load_ml_100k(opts: SourceOptions) -> Interactions:
     """ML-100K from the RecBole 1.2.1 wheel (default) or GroupLens ``ml-100k.zip``."""
     hint = f"--input_file=<path to {RECBOLE_WHEEL} or GroupLens ml-100k.zip>"
@@ -204,6 +206,7 @@ def _raw_release(opts: SourceOptions, dataset: str) -> RawFiles:
     return RawFiles(download(url, archive, f"--input_file=<path to {archive.name}>"))
 
 
+@SOURCES.register("ml-1m", public=True)
 def load_ml_1m(opts: SourceOptions) -> Interactions:
     """ML-1M: ``ratings.dat`` (UserID::MovieID::Rating::Timestamp) and latin-1 ``movies.dat``."""
     raw = _raw_release(opts, "ml-1m")
@@ -232,6 +235,7 @@ def load_ml_1m(opts: SourceOptions) -> Interactions:
     return result
 
 
+@SOURCES.register("ml-20m", public=True)
 def load_ml_20m(opts: SourceOptions) -> Interactions:
     """ML-20M: ``ratings.csv`` (userId,movieId,rating,timestamp) and ``movies.csv``."""
     raw = _raw_release(opts, "ml-20m")

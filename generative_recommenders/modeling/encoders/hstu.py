@@ -51,6 +51,7 @@ from generative_recommenders.ops.hstu_attention import (
     RelativeIndex,
     hstu_attention,
 )
+from generative_recommenders.registry import ENCODERS
 
 TIMESTAMPS_KEY = "timestamps"
 LINEAR_CONFIGS = ("uvqk",)
@@ -207,6 +208,7 @@ class HSTUCache:
     last_inputs: torch.Tensor
 
 
+@ENCODERS.register("HSTU", gin_name="hstu_encoder")
 class HSTU(SequentialEncoder):
     """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on length groups -> postprocessor."""
 
@@ -215,16 +217,16 @@ class HSTU(SequentialEncoder):
         max_sequence_len: int,
         max_output_len: int,
         embedding_dim: int,
-        num_blocks: int,
-        num_heads: int,
-        dqk: int,
-        dv: int,
-        linear_dropout_rate: float,
-        attn_dropout_rate: float,
         embedding_module: nn.Module,
         similarity_module: nn.Module,
         input_features_preproc_module: nn.Module,
         output_postproc_module: nn.Module,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dqk: int = 64,
+        dv: int = 64,
+        linear_dropout_rate: float = 0.0,
+        attn_dropout_rate: float = 0.0,
         normalization: str = "rel_bias",
         linear_config: str = "uvqk",
         linear_activation: str = "silu",

@@ -11,6 +11,7 @@ from generative_recommenders.modeling.encoders.base import SequentialEncoder
 from generative_recommenders.ops.attention import AttentionMask, softmax_attention
 from generative_recommenders.ops.dropout import Dropout
 from generative_recommenders.ops.groups import check_group_size, length_groups, to_groups, ungroup
+from generative_recommenders.registry import ENCODERS
 
 FFN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 LAYER_NORM_EPS = 1e-8
@@ -77,6 +78,7 @@ class SASRecBlock(nn.Module):
         return mha.out_proj(out)
 
 
+@ENCODERS.register("SASRec", gin_name="sasrec_encoder")
 class SASRec(SequentialEncoder):
     """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> postprocessor.
 
@@ -94,15 +96,15 @@ class SASRec(SequentialEncoder):
         max_sequence_len: int,
         max_output_len: int,
         embedding_dim: int,
-        num_blocks: int,
-        num_heads: int,
-        ffn_hidden_dim: int,
-        ffn_activation_fn: str,
-        ffn_dropout_rate: float,
         embedding_module: nn.Module,
         similarity_module: nn.Module,
         input_features_preproc_module: nn.Module,
         output_postproc_module: nn.Module,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        ffn_hidden_dim: int = 64,
+        ffn_activation_fn: str = "relu",
+        ffn_dropout_rate: float = 0.2,
         activation_checkpoint: bool = False,
         verbose: bool = False,
         attention_group_size: int = 16,

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from generative_recommenders.modeling.similarity.base import PreparedState
+from generative_recommenders.registry import SIMILARITIES
 
 
+@SIMILARITIES.register("DotProduct")
 class DotProductSimilarity(nn.Module):
     """Parameter-free inner product; see :mod:`.base` for the contract."""
 

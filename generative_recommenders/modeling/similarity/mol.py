@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from generative_recommenders.modeling.similarity.base import PreparedState
 from generative_recommenders.ops.precision import bf16_autocast
+from generative_recommenders.registry import SIMILARITIES
 
 GLU_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "geglu": F.gelu,
@@ -106,8 +107,12 @@ def mutual_information_loss(weights: torch.Tensor, eps: float = 1e-6) -> torch.T
     return per_pair + (marginal * torch.log(marginal + eps)).sum()
 
 
+@SIMILARITIES.register("MoL", gin_name="create_mol_interaction_module")
 class MoLSimilarity(nn.Module):
-    """Mixture-of-Logits; parameter names follow ``create_mol_interaction_module``.
+    """Mixture-of-Logits; bound in gin as ``create_mol_interaction_module.<parameter>``.
+
+    Defaults of the groups, dimensions, temperature and dropouts are the published ML-1M MoL
+    setting's (``configs/ml-1m/hstu-mol-sampled-softmax-n128-large-final.gin``).
 
     Shapes: queries [B, Dq], items [B, R, Di] or [X, Di], user_ids [B] int64 (needed when
     ``uid_embedding_hash_sizes`` is non-empty). Aux losses in forward: "mi_loss" always,
@@ -121,18 +126,18 @@ class MoLSimilarity(nn.Module):
         self,
         query_embedding_dim: int,
         item_embedding_dim: int,
-        dot_product_dimension: int,
-        query_dot_product_groups: int,
-        item_dot_product_groups: int,
-        temperature: float,
+        dot_product_dimension: int = 64,
+        query_dot_product_groups: int = 8,
+        item_dot_product_groups: int = 4,
+        temperature: float = 0.05,
         query_dropout_rate: float = 0.0,
-        query_hidden_dim: int = -1,
-        item_dropout_rate: float = 0.0,
+        query_hidden_dim: int = 512,
+        item_dropout_rate: float = 0.1,
         item_hidden_dim: int = -1,
         gating_query_hidden_dim: int = 128,
         gating_qi_hidden_dim: int = 128,
         gating_item_hidden_dim: int = 128,
-        softmax_dropout_rate: float = 0.0,
+        softmax_dropout_rate: float = 0.2,
         bf16_training: bool = False,
         gating_query_fn: bool = True,
         gating_item_fn: bool = True,
