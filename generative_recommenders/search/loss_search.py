@@ -340,8 +340,8 @@ def effectiveness_phase(settings: LossSearchSettings, checked: Sequence[dict], o
     rows: dict[str, FinalRow] = {}
     for (name, formula), (result, error) in zip(owners, _submit(settings, jobs), strict=True):
         row = rows.setdefault(name, FinalRow(name, formula))
-        if error or not result:
-            row.errors.append(error or "no result")
+        if error or "test" not in result:  # failed, or stopped (a signal) before its test
+            row.errors.append(error or f"no test metrics ({', '.join(result) or 'no result'})")
             continue
         row.valid.append(float(result["valid"].get(SCORE_METRIC, math.nan)))
         for metric in REPORTED:
