@@ -71,3 +71,16 @@ def ray_session(address: str, num_cpus: int | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def train_in_this_process(options, device: str, threads: int, on_full_evaluation=None) -> dict:
+    """One training run (``config.run.run_training``) as one process on this Ray worker, with
+    ``threads`` torch threads (what Ray reserved for it); returns its final metrics ({} if none)."""
+    import torch
+
+    from generative_recommenders.config.run import run_training
+    from generative_recommenders.training.launch import Topology
+
+    torch.set_num_threads(threads)
+    topology = Topology("localhost", 29500, 1, 1, 0, device)  # one process: no rendezvous
+    return run_training(options, topology, on_full_evaluation=on_full_evaluation) or {}

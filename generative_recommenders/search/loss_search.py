@@ -26,7 +26,11 @@ from pathlib import Path
 
 from generative_recommenders.atomic import atomic_write_text
 from generative_recommenders.errors import UserInputError
-from generative_recommenders.search.cluster import check_address, ray_session
+from generative_recommenders.search.cluster import (
+    check_address,
+    ray_session,
+    train_in_this_process,
+)
 from generative_recommenders.search.space import binding_line
 
 _LOG = logging.getLogger(__name__)
@@ -137,12 +141,8 @@ def validate(settings: LossSearchSettings) -> None:
 
 def train_job(job: TrainingJob) -> dict:
     """Run one training in this process (a Ray task); returns its final metrics."""
-    import torch
+    from generative_recommenders.config.run import RunOptions
 
-    from generative_recommenders.config.run import RunOptions, run_training
-    from generative_recommenders.training.launch import Topology
-
-    torch.set_num_threads(job.threads)
     options = RunOptions(
         gin_config_files=job.config_files,
         gin_bindings=job.bindings,
@@ -151,7 +151,7 @@ def train_job(job: TrainingJob) -> dict:
         ckpt_dir=str(Path(job.run_root) / "ckpts"),
         final_test=job.final_test,
     )
-    return run_training(options, Topology("localhost", 29500, 1, 1, 0, "cpu")) or {}
+    return train_in_this_process(options, "cpu", job.threads)
 
 
 def _protocol(settings: LossSearchSettings, epochs: int | None) -> tuple[str, ...]:

@@ -26,7 +26,11 @@ from pathlib import Path
 
 from generative_recommenders.atomic import atomic_write_text
 from generative_recommenders.errors import UserInputError
-from generative_recommenders.search.cluster import check_address, ray_session
+from generative_recommenders.search.cluster import (
+    check_address,
+    ray_session,
+    train_in_this_process,
+)
 from generative_recommenders.search.space import (
     Distribution,
     binding_line,
@@ -145,11 +149,9 @@ def _check_metric(metric: str) -> None:
 
 def run_trial(sampled: dict, setup: TrialSetup) -> None:
     """One Ray Tune trial: a training run reporting its validation metrics every epoch."""
-    import torch
     from ray import tune
 
-    from generative_recommenders.config.run import RunOptions, run_training
-    from generative_recommenders.training.launch import Topology
+    from generative_recommenders.config.run import RunOptions
 
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(setup.trials_dir) / trial_id
@@ -169,14 +171,12 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
         resume=str(previous[-1]) if previous else None,
         final_test=False,
     )
-    topology = Topology("localhost", 29500, 1, 1, 0, setup.device)
-    torch.set_num_threads(setup.threads)
 
     def report(epoch: int, metrics: dict[str, float], improved: bool) -> None:
         values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         tune.report({**values, "epoch": epoch + 1})
 
-    result = run_training(options, topology, on_full_evaluation=report) or {}
+    result = train_in_this_process(options, setup.device, setup.threads, report)
     atomic_write_text(trial_dir / "finished.json", json.dumps(result, indent=1, default=str))
 
 
