@@ -1,4 +1,5 @@
-"""Components by name: every loss, encoder, sampler, similarity, metric and data source registers here.
+"""Components by name: every objective, loss, encoder, sampler, similarity, metric and data source
+registers here.
 
 A leaf module (no torch, no gin), so every layer may use it: a component's own file says
 
@@ -128,5 +129,6 @@ LOSSES = Registry("loss", "train_fn.loss_module")
 ENCODERS = Registry("encoder", "train_fn.main_module")
 SAMPLERS = Registry("sampler", "train_fn.sampling_strategy")
 SIMILARITIES = Registry("similarity", "train_fn.interaction_module_type")
+OBJECTIVES = Registry("objective", "train_fn.objective")
 METRICS = Registry("metric", "train_fn.metrics")
 SOURCES = Registry("source", "--dataset")

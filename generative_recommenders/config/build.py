@@ -22,17 +22,18 @@ from generative_recommenders.config.evaluation import build_evaluate_fn
 from generative_recommenders.config.modeling import build_encoder
 from generative_recommenders.config.objective import (
     build_loss,
+    build_objective,
     build_sampler,
     get_weighted_loss,
     loss_offers,
+    objective_is_causal,
     sampler_offers,
 )
 from generative_recommenders.config.train import TrainConfig
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.ops import kernels
-from generative_recommenders.registry import ENCODERS, LOSSES, SAMPLERS, SIMILARITIES
+from generative_recommenders.registry import ENCODERS, LOSSES, OBJECTIVES, SAMPLERS, SIMILARITIES
 from generative_recommenders.training.distributed import DistributedContext
-from generative_recommenders.training.model import AutoregressiveModel
 from generative_recommenders.training.trainer import RunData, Schedule, SplitData
 
 _LOG = logging.getLogger(__name__)
@@ -41,16 +42,17 @@ MAX_RUN_NAME = 180  # leaves room for "-<date>" under the usual 255-byte file-na
 
 @dataclass
 class Components:
-    """The model's parts, as the run builds them."""
+    """The model's parts, as the run builds them (``model``: the objective around the others)."""
 
     encoder: nn.Module
     sampler: nn.Module
     loss: nn.Module
+    model: nn.Module
 
 
 @dataclass
 class BuiltTraining:
-    model: AutoregressiveModel
+    model: nn.Module
     data: RunData
     evaluate_fn: Callable[[nn.Module, SplitData, int | None], dict[str, float]]
     schedule: Schedule
@@ -65,11 +67,16 @@ def build_config_encoder(config: TrainConfig, max_item_id: int) -> nn.Module:
         max_item_id=max_item_id,
         max_sequence_length=config.data.max_sequence_length,
         used=set(),
+        causal=objective_is_causal(config.objective),
     )
 
 
 def build_components(
-    config: TrainConfig, max_item_id: int, catalogue: torch.Tensor, device: torch.device
+    config: TrainConfig,
+    max_item_id: int,
+    catalogue: torch.Tensor,
+    device: torch.device,
+    item_counts: torch.Tensor | None = None,
 ) -> Components:
     """Encoder, sampler and loss of ``config``, with every cross-component check.
 
@@ -86,6 +93,8 @@ def build_components(
         max_item_id=max_item_id,
         max_sequence_length=config.data.max_sequence_length,
         used=used,
+        causal=objective_is_causal(config.objective),
+        objective_binding=f"train_fn.objective={config.objective.objective!r}",
     )
     if config.model.main_module_bf16:
         encoder = encoder.to(torch.bfloat16)
@@ -97,15 +106,32 @@ def build_components(
         l2_norm_eps=config.model.l2_norm_eps,
         item_embedding_fn=encoder.get_item_embeddings,
         catalogue=catalogue,
+        item_counts=item_counts,
     )
-    loss = build_loss(config.objective, config.explicit, used)
+    loss = build_loss(
+        config.objective,
+        config.explicit,
+        used,
+        item_embedding_fn=encoder.get_item_embeddings,
+        catalogue=catalogue,
+        l2_norm_eps=config.model.l2_norm_eps,
+    )
+    model = build_objective(
+        config.objective,
+        config.explicit,
+        used,
+        encoder=encoder,
+        sampler=sampler,
+        loss=loss,
+        weighted_loss_fn=_weighted_loss,
+    )
     offers = [
         *loss_offers(config.objective, config.explicit).values(),
         *sampler_offers(config.objective, config.explicit, 0.0, len, catalogue).values(),
     ]
     choices = ", ".join(f"{registry.binding}={name!r}" for registry, name in selected.items())
     components.check_all_used(offers, used, choices)
-    return Components(encoder=encoder, sampler=sampler, loss=loss)
+    return Components(encoder=encoder, sampler=sampler, loss=loss, model=model)
 
 
 def validate_choices(config: TrainConfig) -> None:
@@ -122,6 +148,7 @@ def validate_choices(config: TrainConfig) -> None:
 
 def _selected(config: TrainConfig) -> dict:
     return {
+        OBJECTIVES: config.objective.objective,
         ENCODERS: config.model.main_module,
         SIMILARITIES: config.model.interaction_module_type,
         LOSSES: config.objective.loss_module,
@@ -132,8 +159,15 @@ def _selected(config: TrainConfig) -> dict:
 def validate(config: TrainConfig, store: SequenceStore) -> str:
     """Build everything once on the CPU (before any worker starts); returns the run prefix."""
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64)
-    parts = build_components(config, store.max_item_id, catalogue, torch.device("cpu"))
+    parts = build_components(
+        config, store.max_item_id, catalogue, torch.device("cpu"), store_item_counts(store)
+    )
     return run_prefix(config, parts)
+
+
+def store_item_counts(store: SequenceStore) -> torch.Tensor:
+    """[max item id + 1] int64: the store's interactions per item id (popularity samplers)."""
+    return torch.as_tensor(store.item_counts(), dtype=torch.int64)
 
 
 def build_training(
@@ -143,14 +177,9 @@ def build_training(
     device = context.device
     kernels.use(config.kernels)  # which ops implementations run in this process
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
-    parts = build_components(config, store.max_item_id, catalogue, device)
-    model = AutoregressiveModel(
-        encoder=parts.encoder,
-        negatives_sampler=parts.sampler,
-        loss=parts.loss,
-        weighted_loss_fn=_weighted_loss,
-        loss_weights=config.objective.loss_weights,
-    )
+    counts = store_item_counts(store).to(device)
+    parts = build_components(config, store.max_item_id, catalogue, device, counts)
+    model = parts.model
     seed = config.schedule.random_seed
     data = build_data(config.data, store, context, config.schedule.eval_split, seed)
     evaluate_fn = build_evaluate_fn(
@@ -200,6 +229,8 @@ def run_prefix(config: TrainConfig, parts: Components) -> str:
         describe(parts.sampler, config.sampling_strategy),
         describe(parts.loss, config.loss_module),
     ]
+    if config.objective.objective != "autoregressive":  # default runs keep their names
+        model_parts.append(describe(parts.model, config.objective.objective))
     schedule = config.schedule
     parts_list = [
         *model_parts,

@@ -32,13 +32,20 @@ from generative_recommenders.errors import UserInputError
 from generative_recommenders.registry import (
     ENCODERS,
     LOSSES,
+    OBJECTIVES,
     SAMPLERS,
     SIMILARITIES,
     Entry,
     Registry,
 )
 
-CONFIGURABLE_REGISTRIES: tuple[Registry, ...] = (LOSSES, ENCODERS, SAMPLERS, SIMILARITIES)
+CONFIGURABLE_REGISTRIES: tuple[Registry, ...] = (
+    OBJECTIVES,
+    LOSSES,
+    ENCODERS,
+    SAMPLERS,
+    SIMILARITIES,
+)
 _CONFIGURABLES: dict[tuple[str, str], Callable[..., Any]] = {}
 
 

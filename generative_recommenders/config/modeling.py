@@ -10,6 +10,7 @@ mappings below, whose errors list the choices.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,11 +97,16 @@ def build_encoder(
     max_sequence_length: int,
     used: set[str],
     item_id_to_category_id: torch.Tensor | None = None,
+    causal: bool = True,
+    objective_binding: str = "train_fn.objective",
 ) -> SequentialEncoder:
     """Embedding, preprocessor, postprocessor, similarity and encoder, as the paper's trainer did.
 
     The positional table has ``max_sequence_length + gr_output_length + 1`` rows; the encoder gets
     ``max_output_len = gr_output_length + 1``. Architectures come from the components' bindings.
+    ``causal=False`` (the objective needs bidirectional attention) is offered to the encoder's
+    ``causal`` parameter; an encoder without one cannot be bidirectional and is refused, naming
+    ``objective_binding``.
     """
     make_embeddings = choose(
         "train_fn.embedding_module_type", settings.embedding_module_type, EMBEDDINGS
@@ -142,5 +148,15 @@ def build_encoder(
             "train_fn.user_embedding_norm", make_postproc(dim, settings.l2_norm_eps), False
         ),
         "verbose": Offer("verbose", True, False),
+        "causal": Offer(objective_binding, causal, not causal),
     }
+    if (
+        not causal
+        and "causal" not in inspect.signature(ENCODERS.get(settings.main_module)).parameters
+    ):
+        raise UserInputError(
+            f"{objective_binding} needs an encoder that can attend bidirectionally, but "
+            f"train_fn.main_module={settings.main_module!r} is causal only (its constructor "
+            "takes no 'causal' parameter); choose SASRec or HSTU"
+        )
     return components.build(ENCODERS, settings.main_module, offers, used)

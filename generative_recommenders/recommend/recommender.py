@@ -350,7 +350,11 @@ class Recommender:
         out = torch.zeros(len(sequences), self.encoder.item_embedding_dim, device=self.device)
         incremental = []
         full = []
-        can_cache = isinstance(self.encoder, HSTU) and self.encoder.tokens_per_event == 1
+        can_cache = (
+            isinstance(self.encoder, HSTU)
+            and self.encoder.tokens_per_event == 1
+            and self.encoder.causal  # a bidirectional encoder recomputes every state anyway
+        )
         for i, seq in enumerate(sequences):
             state = cache.get(seq.key)
             if can_cache and len(seq.items) <= N:

@@ -3,7 +3,13 @@
 The histories are widened by one column so position ``length`` always exists: training writes the
 target id there (so every valid position is supervised by the next item, the target included), and
 both training and evaluation write the target's timestamp there, which HSTU's relative time bias uses
-as the query time. The encoder treats position ``length`` as padding either way.
+as the query time. A causal encoder treats position ``length`` as padding either way.
+
+A bidirectional encoder (the masked objective) is queried with a mask token at position ``length``:
+:func:`encode_queries` writes :data:`MASK_ID` and the encoder's ``mask_embedding`` there and reads
+the state at ``length``. For such an encoder the timestamps after each row's last event repeat that
+event's time (:func:`fill_after`), so the last event's "next" time (HSTU's query time) is its own,
+whatever the padded width.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 from torch import nn
 
 from generative_recommenders.data.batch import SequenceBatch
-from generative_recommenders.modeling.encoders.base import gather_last
+from generative_recommenders.modeling.encoders.base import MASK_ID, gather_last
 
 
 @dataclass
@@ -53,6 +59,52 @@ def encoder_inputs(batch: SequenceBatch, write_target_id: bool) -> EncoderInputs
     )
 
 
+def fill_after(values: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """values [B, W], last [B] int64 -> [B, W] with every column after ``last`` equal to
+    ``values[:, last]`` (tensor ops only, so it traces)."""
+    columns = torch.arange(values.shape[1], device=values.device).unsqueeze(0)
+    return values.gather(1, torch.minimum(columns, last.view(-1, 1)))
+
+
+def with_mask_tokens(
+    encoder: nn.Module, ids: torch.Tensor, masked: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids [B, W] int64, masked [B, W] bool -> (ids with :data:`MASK_ID` where masked,
+    embeddings [B, W, D]: the item table's rows, the encoder's ``mask_embedding`` where masked)."""
+    embeddings = encoder.get_item_embeddings(ids.masked_fill(masked, 0))
+    token = encoder.mask_embedding.to(embeddings.dtype)
+    embeddings = torch.where(masked.unsqueeze(-1), token, embeddings)
+    return ids.masked_fill(masked, MASK_ID), embeddings
+
+
+def _encode_masked_queries(encoder: nn.Module, inputs: EncoderInputs, traceable: bool):
+    """Bidirectional encoder: a mask token at ``length``, its state is the query [B, D]."""
+    lengths = inputs.lengths
+    width = inputs.ids.shape[1]
+    at_length = torch.arange(width, device=lengths.device).unsqueeze(0) == lengths.view(-1, 1)
+    ids, embeddings = with_mask_tokens(encoder, inputs.ids, at_length)
+    payloads = {
+        "timestamps": fill_after(inputs.timestamps, lengths),
+        "ratings": inputs.ratings,
+    }
+    if not traceable:
+        return encoder.encode(
+            past_lengths=lengths + 1,
+            past_ids=ids,
+            past_embeddings=embeddings,
+            past_payloads=payloads,
+        ).float()
+    # Full width for every row (constant host values); the mask reads ids, so padding (id 0)
+    # is never a key, and the state at ``length`` is picked with tensor ops.
+    states = encoder(
+        past_lengths=torch.full_like(lengths, width),
+        past_ids=ids,
+        past_embeddings=embeddings,
+        past_payloads=payloads,
+    )
+    return gather_last(states, lengths + 1).float()
+
+
 def encode_queries(
     encoder: nn.Module, batch: SequenceBatch, traceable: bool = False
 ) -> torch.Tensor:
@@ -62,11 +114,15 @@ def encode_queries(
     ``ratings`` [B, N] and ``target_timestamps`` [B] (the query time, written at index ``length``)
     -> [B, D] float32: the encoder's state after each history's last event.
 
-    ``traceable``: run every row over the full width and gather at ``length`` (the encoders are
-    causal, so the state at ``length - 1`` does not depend on later columns); one traced program then
-    serves every length. Otherwise only the valid positions are computed (faster).
+    ``traceable``: run every row over the full width and gather at ``length`` (a causal encoder's
+    state at ``length - 1`` does not depend on later columns; a bidirectional one never attends to
+    padding ids); one traced program then serves every length. Otherwise only the valid positions
+    are computed (faster). A bidirectional encoder (``encoder.causal`` False) is queried with a mask
+    token appended at ``length`` (see the module docstring).
     """
     inputs = encoder_inputs(batch, write_target_id=False)
+    if not getattr(encoder, "causal", True):
+        return _encode_masked_queries(encoder, inputs, traceable)
     embeddings = encoder.get_item_embeddings(inputs.ids)
     if not traceable:
         return encoder.encode(

@@ -1,7 +1,10 @@
-"""The training-time composition: encoder + negatives sampler + loss in one ``nn.Module``.
+"""The autoregressive objective (``train_fn.objective = "autoregressive"``, the default).
 
-Keeping the loss inside ``forward`` lets DistributedDataParallel see every parameter that gets a
-gradient (item table, encoder, similarity module) in one forward call.
+An objective is the training-time composition: encoder + negatives sampler + loss in one
+``nn.Module``. Keeping the loss inside ``forward`` lets DistributedDataParallel see every parameter
+that gets a gradient (item table, encoder, similarity module) in one forward call. Objectives
+register by name (:data:`generative_recommenders.registry.OBJECTIVES`); the class attribute
+``causal`` says which attention the encoder must use (see ``training/masked.py`` for the other).
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from generative_recommenders.registry import OBJECTIVES
 from generative_recommenders.training.inputs import EncoderInputs
 
 WeightedLossFn = Callable[[torch.Tensor, dict[str, torch.Tensor], dict[str, float]], torch.Tensor]
 
 
+@OBJECTIVES.register("autoregressive", gin_name="autoregressive")
 class AutoregressiveModel(nn.Module):
-    """Next-item prediction at every valid position of a history.
+    """Next-item prediction at every valid position of a history (causal encoder).
 
     Args:
         encoder: SASRec or HSTU (owns the item table and the similarity module).
@@ -26,6 +31,8 @@ class AutoregressiveModel(nn.Module):
         weighted_loss_fn: combines the main loss with auxiliary losses by ``loss_weights``.
         loss_weights: weight per auxiliary loss name (e.g. MoL's ``mi_loss``).
     """
+
+    causal = True  # the encoder attends to earlier positions only
 
     def __init__(
         self,
@@ -71,6 +78,15 @@ class AutoregressiveModel(nn.Module):
             similarity_module=self.encoder.similarity,
             user_ids=inputs.user_ids,
         )
+        return self.combine(main_loss, aux_losses)
+
+    def combine(
+        self, main_loss: torch.Tensor, aux_losses: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss, main loss detached, auxiliary losses detached)."""
         total = self._weighted_loss_fn(main_loss, aux_losses, self._loss_weights)
         detached = {name: value.detach() for name, value in aux_losses.items()}
         return total, main_loss.detach(), detached
+
+    def debug_str(self) -> str:
+        return "ar"

@@ -1,9 +1,20 @@
-"""What SASRec and HSTU share: item embeddings, similarity, preprocessing and the encoder API."""
+"""What SASRec and HSTU share: item embeddings, similarity, preprocessing and the encoder API.
+
+Attention direction: a causal encoder (``causal=True``, the default) lets position t see positions
+0..t; a bidirectional one (``causal=False``, for the masked objective) lets every position see
+every non-padding position of its row, i.e. every position whose id is not 0. Masked positions
+carry the id :data:`MASK_ID` and the learned :attr:`SequentialEncoder.mask_embedding` as their
+embedding (their item is hidden from the encoder).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from generative_recommenders.ops.attention import AttentionMask
+
+MASK_ID = -1  # the id written at masked positions (never 0, so the position counts as a key)
 
 
 class SequentialEncoder(nn.Module):
@@ -20,12 +31,22 @@ class SequentialEncoder(nn.Module):
         similarity_module: nn.Module,
         input_features_preproc_module: nn.Module,
         output_postproc_module: nn.Module,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         self.embedding_module = embedding_module
         self.similarity = similarity_module
         self.input_preproc = input_features_preproc_module
         self.output_postproc = output_postproc_module
+        self.causal = bool(causal)
+        # The learned mask token [D] of a bidirectional encoder (truncated normal, std 0.02, as
+        # the item table); None for a causal one, so causal checkpoints are unchanged.
+        self.mask_embedding: nn.Parameter | None = None
+        if not self.causal:
+            dim = int(embedding_module.item_embedding_dim)
+            self.mask_embedding = nn.Parameter(
+                nn.init.trunc_normal_(torch.empty(dim), std=0.02, a=-0.04, b=0.04)
+            )
 
     @property
     def item_embedding_dim(self) -> int:
@@ -43,6 +64,21 @@ class SequentialEncoder(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The similarity module's forward: [B, D] x ([B, R, D] | [X, D]) -> scores, aux losses."""
         return self.similarity(query_embeddings, item_embeddings, user_ids)
+
+    def attention_mask(self, ids: torch.Tensor) -> AttentionMask:
+        """ids [b, w] of one padded group -> the mask its attention uses: causal [1, w, w], or
+        bidirectional [b, w, w] (key j allowed where ``ids[:, j] != 0``; each position may also
+        see itself, so a padding row never has zero keys)."""
+        width = ids.shape[1]
+        if self.causal:
+            return AttentionMask.causal(width, ids.device)
+        keys = (ids != 0).unsqueeze(1)  # [b, 1, w]
+        itself = torch.eye(width, dtype=torch.bool, device=ids.device).unsqueeze(0)
+        return AttentionMask(keys | itself)
+
+    def direction_str(self) -> str:
+        """Run-name suffix: empty for a causal encoder, ``-bidir`` otherwise."""
+        return "" if self.causal else "-bidir"
 
     def _encode_all(
         self,

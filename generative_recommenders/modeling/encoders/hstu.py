@@ -210,7 +210,11 @@ class HSTUCache:
 
 @ENCODERS.register("HSTU", gin_name="hstu_encoder")
 class HSTU(SequentialEncoder):
-    """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on length groups -> postprocessor."""
+    """HSTU encoder: preprocessor -> num_blocks HSTUBlocks on length groups -> postprocessor.
+
+    ``causal=False``: bidirectional attention over each row's non-padding positions (the masked
+    objective); the relative bias is kept (its table covers keys after the query too).
+    """
 
     def __init__(
         self,
@@ -235,12 +239,14 @@ class HSTU(SequentialEncoder):
         activation_checkpoint: bool = False,
         verbose: bool = False,
         attention_group_size: int = 16,
+        causal: bool = True,
     ) -> None:
         super().__init__(
             embedding_module,
             similarity_module,
             input_features_preproc_module,
             output_postproc_module,
+            causal,
         )
         _check_choice("linear_config", linear_config, LINEAR_CONFIGS)
         self.max_sequence_len = max_sequence_len
@@ -314,7 +320,7 @@ class HSTU(SequentialEncoder):
         lengths, x, valid_mask = self.input_preproc(
             past_lengths, past_ids, past_embeddings, past_payloads
         )
-        plan = self._plan(lengths, x, past_payloads, last_only=False)
+        plan = self._plan(lengths, x, past_payloads, self._token_ids(past_ids), last_only=False)
         outputs = [
             self.output_postproc(h) * mask  # per group: ~sum(lengths) rows instead of B * N
             for h, mask in zip(
@@ -350,7 +356,7 @@ class HSTU(SequentialEncoder):
         user's last position: its attention costs O(n) instead of O(n^2) per user.
         """
         lengths, x, _ = self.input_preproc(past_lengths, past_ids, past_embeddings, past_payloads)
-        plan = self._plan(lengths, x, past_payloads, last_only=True)
+        plan = self._plan(lengths, x, past_payloads, self._token_ids(past_ids), last_only=True)
         hs = self._run_groups(self.blocks[:-1], plan)
         last = self.blocks[-1]
         states = []
@@ -365,11 +371,18 @@ class HSTU(SequentialEncoder):
         states = torch.empty_like(states).index_copy_(0, plan.sorting.order, states)
         return states * (lengths > 0).unsqueeze(1).to(states.dtype)
 
+    def _token_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B, N] event ids -> [B, N'] token ids (what the attention mask reads)."""
+        return (
+            ids if self.tokens_per_event == 1 else ids.repeat_interleave(self.tokens_per_event, 1)
+        )
+
     def _plan(
         self,
         lengths: torch.Tensor,
         x: torch.Tensor,
         payloads: dict[str, torch.Tensor],
+        ids: torch.Tensor,
         last_only: bool,
     ) -> _Plan:
         """Sort users by length (descending), cut them into attention groups, and build each
@@ -393,9 +406,13 @@ class HSTU(SequentialEncoder):
             index = None
             if blocks_with_all_rows > 0:
                 index = self._bias_index(width, group_next, group_ts, device)
-            groups.append(
-                AttentionGroup(start, end, width, index, AttentionMask.causal(width, device))
+            group_ids = None if self.causal else ids[order[start:end], :width]
+            mask = (
+                AttentionMask.causal(width, device)
+                if self.causal
+                else self.attention_mask(group_ids)
             )
+            groups.append(AttentionGroup(start, end, width, index, mask))
             if last_only:
                 last_queries.append(
                     self._last_query(device_lengths[start:end], width, group_next, group_ts)
@@ -472,6 +489,10 @@ class HSTU(SequentialEncoder):
         """
         if self.tokens_per_event != 1:
             raise ValueError("incremental encoding needs a one-token-per-event preprocessor")
+        if not self.causal:
+            raise ValueError(
+                "incremental encoding needs a causal encoder (this one is bidirectional)"
+            )
         B, K = new_ids.shape
         device = new_ids.device
         old = cache.lengths
@@ -553,4 +574,5 @@ class HSTU(SequentialEncoder):
             f"-adr{self.attn_dropout_rate}-{self.normalization}"
             + ("-rab" if self.enable_relative_attention_bias else "")
             + ("-cua" if self.concat_ua else "")
+            + self.direction_str()
         )

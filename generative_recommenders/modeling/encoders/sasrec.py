@@ -82,6 +82,9 @@ class SASRecBlock(nn.Module):
 class SASRec(SequentialEncoder):
     """SASRec encoder: preprocessor -> num_blocks SASRecBlocks -> postprocessor.
 
+    ``causal=False`` removes the causal mask (every position sees its row's non-padding
+    positions): with the masked objective this is BERT4Rec's encoder.
+
     Padding rows are zeroed in the input and the output only. Between blocks they would be
     multiplied by zero for nothing: histories are left-aligned, so a valid position attends only
     to earlier, valid positions, and padding rows never reach a valid row in either direction
@@ -108,12 +111,14 @@ class SASRec(SequentialEncoder):
         activation_checkpoint: bool = False,
         verbose: bool = False,
         attention_group_size: int = 16,
+        causal: bool = True,
     ) -> None:
         super().__init__(
             embedding_module,
             similarity_module,
             input_features_preproc_module,
             output_postproc_module,
+            causal,
         )
         self.max_sequence_len = max_sequence_len
         self.max_output_len = max_output_len
@@ -145,14 +150,18 @@ class SASRec(SequentialEncoder):
         )
         groups = length_groups(past_lengths, self.attention_group_size)
         outputs = [
-            self.output_postproc(self._run_blocks(h)) * mask
-            for h, mask in zip(to_groups(x, groups), to_groups(valid_mask, groups), strict=True)
+            self.output_postproc(self._run_blocks(h, self.attention_mask(ids))) * mask
+            for h, ids, mask in zip(
+                to_groups(x, groups),
+                to_groups(past_ids, groups),
+                to_groups(valid_mask, groups),
+                strict=True,
+            )
         ]  # post-processed per group: ~sum(lengths) rows instead of B * N
         return lengths, ungroup(outputs, groups.order, x.shape[1])
 
-    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_blocks(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
         """x [b, w, D] -> [b, w, D] after every block (padding rows not zeroed)."""
-        mask = AttentionMask.causal(x.shape[1], x.device)
         for block in self.blocks:
             if self.activation_checkpoint and self.training:
                 x = checkpoint(block, x, mask, use_reentrant=False)
@@ -163,5 +172,5 @@ class SASRec(SequentialEncoder):
     def debug_str(self) -> str:
         return (
             f"SASRec-b{self.num_blocks}-h{self.num_heads}-dffn{self.ffn_hidden_dim}"
-            f"-{self.ffn_activation_fn}-ddr{self.ffn_dropout_rate}"
+            f"-{self.ffn_activation_fn}-ddr{self.ffn_dropout_rate}{self.direction_str()}"
         )
