@@ -33,7 +33,8 @@ class EvaluationSettings:
 
     top_k_method: str = "MIPSBruteForceTopK"
     eval_user_max_batch_size: int | None = None
-    filter_seen: str = "window"  # "window": the model's input window; "all": the whole history
+    # "window": the model's input window; "all": the whole history; "none": nothing (RecBole's way)
+    filter_seen: str = "window"
     sampled_eval: str | None = None  # None | "uni100" | "pop100"
     metrics: tuple[str, ...] | None = None  # registered metric names; None: all of them
 

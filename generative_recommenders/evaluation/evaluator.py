@@ -24,7 +24,7 @@ from generative_recommenders.evaluation.sampled import SAMPLED_MODES, SampledNeg
 from generative_recommenders.retrieval.brute_force import BruteForceTopK
 from generative_recommenders.retrieval.index import CandidateIndex
 
-FILTER_SEEN = ("window", "all")
+FILTER_SEEN = ("window", "all", "none")
 SAMPLED_HR_KS: tuple[int, ...] = (1, 5, 10, 50)
 SAMPLED_NDCG_KS: tuple[int, ...] = (5, 10, 50)
 _SAMPLED = ("hr", "ndcg", "mrr")  # the sampled protocol reports the paper's three families
@@ -42,7 +42,9 @@ class Evaluator:
             or a callable ``index -> BruteForceTopK`` (e.g. ``functools.partial(
             MIPSBruteForceTopK, similarity, query_chunk_size=...)`` called as ``f(index=index)``).
             May be None when ``evaluate`` always receives a retriever.
-        filter_seen: "window" (filter ``batch.ids``) or "all" (filter ``seen_fn(batch)``).
+        filter_seen: "window" (filter ``batch.ids``), "all" (filter ``seen_fn(batch)``) or
+            "none" (rank every catalogue item, history included, as RecBole's sequential
+            full ranking does).
         k_max: retrieval cap; the effective cap is ``min(k_max, catalogue size)``.
         rating_threshold: targets rated at least this also feed the ``*_rated4`` metrics.
         sampled_negatives: None, "uni100" or "pop100": additionally rank the target among 100
@@ -94,6 +96,8 @@ class Evaluator:
     def _invalid_ids(self, batch: SequenceBatch, seen_fn: SeenFn | None) -> torch.Tensor:
         if self.filter_seen == "window":
             return batch.ids
+        if self.filter_seen == "none":  # id 0 is never a candidate: nothing is filtered
+            return batch.ids.new_zeros(batch.ids.shape[0], 1)
         if seen_fn is None:
             raise ValueError("filter_seen='all' needs seen_fn (the users' whole histories)")
         return seen_fn(batch)

@@ -77,20 +77,8 @@ class MaskedModel(AutoregressiveModel):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Returns (total loss, main loss detached, auxiliary losses detached)."""
         ids = inputs.ids  # [B, N + 1]: the window, then the target at position length
-        lengths = inputs.lengths + 1  # the target is part of the sequence
         masked = draw_mask(ids, self.mask_prob)  # [B, N + 1]
-        embeddings = self.encoder.get_item_embeddings(ids)  # [B, N + 1, D], the hidden items too
-        token = self.encoder.mask_embedding.to(embeddings.dtype)
-        input_embeddings = torch.where(masked.unsqueeze(-1), token, embeddings)
-        outputs = self.encoder(
-            past_lengths=lengths,
-            past_ids=ids.masked_fill(masked, MASK_ID),
-            past_embeddings=input_embeddings,
-            past_payloads={
-                "timestamps": fill_after(inputs.timestamps, inputs.lengths),
-                "ratings": inputs.ratings.masked_fill(masked, 0.0),
-            },
-        )  # [B, N + 1, D]
+        outputs, embeddings = self.encode_masked(inputs, masked)
         flat_ids = ids.reshape(-1)
         self.negatives_sampler.process_batch(
             ids=flat_ids,
@@ -98,7 +86,7 @@ class MaskedModel(AutoregressiveModel):
             embeddings=embeddings.reshape(-1, embeddings.shape[-1]),
         )
         main_loss, aux_losses = self.loss(
-            lengths=lengths,
+            lengths=inputs.lengths + 1,
             output_embeddings=outputs,
             supervision_ids=ids.masked_fill(~masked, 0),
             supervision_embeddings=embeddings,
@@ -108,6 +96,27 @@ class MaskedModel(AutoregressiveModel):
             user_ids=inputs.user_ids,
         )
         return self.combine(main_loss, aux_losses)
+
+    def encode_masked(
+        self, inputs: EncoderInputs, masked: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs ([B, N + 1] with the target at ``length``), masked [B, N + 1] bool ->
+        (encoder states [B, N + 1, D], the item table's rows of ``inputs.ids`` [B, N + 1, D]).
+
+        Masked positions enter as (:data:`MASK_ID`, ``mask_embedding``, rating 0)."""
+        ids = inputs.ids
+        embeddings = self.encoder.get_item_embeddings(ids)  # the hidden items' rows included
+        token = self.encoder.mask_embedding.to(embeddings.dtype)
+        outputs = self.encoder(
+            past_lengths=inputs.lengths + 1,  # the target is part of the sequence
+            past_ids=ids.masked_fill(masked, MASK_ID),
+            past_embeddings=torch.where(masked.unsqueeze(-1), token, embeddings),
+            past_payloads={
+                "timestamps": fill_after(inputs.timestamps, inputs.lengths),
+                "ratings": inputs.ratings.masked_fill(masked, 0.0),
+            },
+        )
+        return outputs, embeddings
 
     def debug_str(self) -> str:
         return f"masked-p{self.mask_prob:g}"

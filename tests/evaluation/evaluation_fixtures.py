@@ -75,7 +75,10 @@ class World:
     def reference_rank(self, user: int, filter_seen: str) -> int:
         """1 + #{valid other items with score >= target's}, by a Python loop."""
         history = self.histories[user]
-        banned = set(history[-self.window :] if filter_seen == "window" else history)
+        if filter_seen == "none":
+            banned: set = set()
+        else:
+            banned = set(history[-self.window :] if filter_seen == "window" else history)
         target = self.targets[user]
         if target in banned:
             return len(self.catalogue) + 1

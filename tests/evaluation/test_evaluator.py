@@ -14,7 +14,7 @@ from tests.evaluation.evaluation_fixtures import World, evaluate_users, referenc
 USERS = list(range(7))
 
 
-@pytest.mark.parametrize("filter_seen", ["window", "all"])
+@pytest.mark.parametrize("filter_seen", ["window", "all", "none"])
 def test_metrics_equal_the_brute_force_reference(filter_seen):
     world = World()
     # 20 items, k_max = min(2500, 20): the catalogue is smaller than k plus the history width.
@@ -152,3 +152,17 @@ def test_bad_settings_are_refused():
         Evaluator(sampled_negatives="uni50")
     with pytest.raises(ValueError, match="top_k_method"):
         Evaluator().evaluate([], lambda b: b, CandidateIndex(torch.tensor([1]), torch.zeros(1, 2)))
+
+
+def test_no_filter_ranks_history_items_too():
+    world = World()
+    window = [world.reference_rank(u, "window") for u in USERS]
+    none = [world.reference_rank(u, "none") for u in USERS]
+    assert none != window  # seen items compete with the target (or the target was seen)
+    for user, w, n in zip(USERS, window, none, strict=True):
+        if world.targets[user] in world.histories[user][-world.window :]:
+            assert w == len(world.catalogue) + 1 and n <= len(world.catalogue)  # rankable now
+        else:
+            assert n >= w  # more competitors, never a better rank
+    result = evaluate_users(world, USERS, 3, filter_seen="none")
+    assert result["mrr"] == pytest.approx(reference_metrics(none, 20)["mrr"])

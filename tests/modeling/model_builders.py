@@ -44,7 +44,7 @@ def build_hstu(normalization: str = "rel_bias", dropout: float = 0.0, **kwargs) 
     return HSTU(**args, **_parts(dropout))
 
 
-def build_sasrec(dropout: float = 0.0) -> SASRec:
+def build_sasrec(dropout: float = 0.0, **kwargs) -> SASRec:
     return SASRec(
         max_sequence_len=MAX_LEN,
         max_output_len=OUT_LEN,
@@ -54,6 +54,7 @@ def build_sasrec(dropout: float = 0.0) -> SASRec:
         ffn_hidden_dim=16,
         ffn_activation_fn="relu",
         ffn_dropout_rate=dropout,
+        **kwargs,
         **_parts(dropout),
     )
 

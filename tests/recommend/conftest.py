@@ -97,3 +97,13 @@ def recommender(run_dir):
     from generative_recommenders.recommend import Recommender
 
     return Recommender.from_run(run_dir)
+
+
+@pytest.fixture(scope="session")
+def masked_run_dir(tmp_path_factory, data_dir) -> pathlib.Path:
+    """A masked-objective (bidirectional HSTU) run."""
+    return _train(
+        tmp_path_factory.mktemp("recommend_masked_run"),
+        data_dir,
+        ('train_fn.objective = "masked"', "masked.mask_prob = 0.3"),
+    )
