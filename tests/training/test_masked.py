@@ -67,7 +67,9 @@ def test_the_forced_position_is_uniform_over_a_rows_real_positions() -> None:
     masked = draw_mask(ids, 1e-6, torch.Generator().manual_seed(3))
     per_position = masked.sum(0).float()
     assert per_position[4:].sum() == 0
-    assert torch.allclose(per_position[:4] / per_position[:4].sum(), torch.full((4,), 0.25), atol=0.03)
+    assert torch.allclose(
+        per_position[:4] / per_position[:4].sum(), torch.full((4,), 0.25), atol=0.03
+    )
 
 
 @pytest.mark.parametrize("name", ["SASRec", "HSTU"])
@@ -136,7 +138,9 @@ def test_queries_use_an_appended_mask_token_and_ignore_batchmates(name) -> None:
         ts = inputs.timestamps.clone()
         for b, n in enumerate(batch.lengths.tolist()):
             ts[b, n + 1 :] = ts[b, n]
-        states = encoder(batch.lengths + 1, ids, embeddings, {"timestamps": ts, "ratings": inputs.ratings})
+        states = encoder(
+            batch.lengths + 1, ids, embeddings, {"timestamps": ts, "ratings": inputs.ratings}
+        )
         by_hand = states[torch.arange(4), batch.lengths]
         alone = encode_queries(encoder, _one(batch, 0))
     assert torch.allclose(queries, by_hand, atol=1e-6)
@@ -158,7 +162,9 @@ def test_mask_prob_outside_the_open_interval_is_refused() -> None:
     encoder = build_sasrec(causal=False)
     sampler = LocalNegativesSampler(encoder.get_item_embeddings, torch.arange(1, 5), False, 1e-6)
     for p in (0.0, 1.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match=r"masked.mask_prob=.*expected a probability in \(0, 1\)"):
+        with pytest.raises(
+            ValueError, match=r"masked.mask_prob=.*expected a probability in \(0, 1\)"
+        ):
             MaskedModel(encoder, sampler, SampledSoftmaxLoss(), get_weighted_loss, {}, mask_prob=p)
 
 
