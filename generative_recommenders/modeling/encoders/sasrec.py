@@ -149,14 +149,14 @@ class SASRec(SequentialEncoder):
             past_lengths, past_ids, past_embeddings, past_payloads
         )
         groups = length_groups(past_lengths, self.attention_group_size)
+        hs = to_groups(x, groups)
+        if self.causal:
+            masks = [AttentionMask.causal(h.shape[1], h.device) for h in hs]
+        else:
+            masks = [self.attention_mask(ids) for ids in to_groups(past_ids, groups)]
         outputs = [
-            self.output_postproc(self._run_blocks(h, self.attention_mask(ids))) * mask
-            for h, ids, mask in zip(
-                to_groups(x, groups),
-                to_groups(past_ids, groups),
-                to_groups(valid_mask, groups),
-                strict=True,
-            )
+            self.output_postproc(self._run_blocks(h, attention)) * mask
+            for h, attention, mask in zip(hs, masks, to_groups(valid_mask, groups), strict=True)
         ]  # post-processed per group: ~sum(lengths) rows instead of B * N
         return lengths, ungroup(outputs, groups.order, x.shape[1])
 
