@@ -10,6 +10,8 @@ types it is tested on. Backends registered today:
 - ``fused``: the project's CPU paths (fused autograd functions, chunked sampled softmax, the
   16-bit dropout mask multiply, ...). CPU only: tested on CPU, not on a GPU.
 - ``fbgemm``: fbgemm_gpu's jagged operators (CPU), where they beat the reference.
+- ``chunked``: the full-catalogue softmax in blocks with recomputation in backward (plain torch,
+  registered for CPU and CUDA; tested on CPU only).
 
 The choice is made once per run with :func:`use` (the ``train_fn.kernels`` binding):
 
@@ -46,6 +48,7 @@ OP_MODULES = (
     "generative_recommenders.ops.attention",
     "generative_recommenders.ops.hstu_attention",
     "generative_recommenders.ops.sampled_softmax",
+    "generative_recommenders.ops.full_softmax",
 )
 
 

@@ -16,6 +16,7 @@ import torch
 from generative_recommenders.ops import kernels
 from generative_recommenders.ops.attention import AttentionMask, softmax_attention
 from generative_recommenders.ops.dropout import dropout
+from generative_recommenders.ops.full_softmax import CatalogueRows, full_softmax_losses
 from generative_recommenders.ops.groups import length_groups, to_groups, ungroup
 from generative_recommenders.ops.hstu_attention import RelativeIndex, bias_weights, hstu_attention
 from generative_recommenders.ops.jagged import (
@@ -42,6 +43,7 @@ OPS = [
     "hstu_attention",
     "mask_hits",
     "sampled_losses",
+    "full_softmax_losses",
 ]
 
 
@@ -384,3 +386,69 @@ def test_mask_hits(backend, num_hits):
         return torch.logsumexp(out, dim=1), [logits]  # finite: column 0 is never masked
 
     _compare("mask_hits", backend, run)
+
+
+class _PreparedBilinear(torch.nn.Module):
+    """score = <W q + u[uid], tanh(x)>: a similarity with prepared states and an auxiliary loss."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.eye(dim, dtype=torch.float64) + 0.1)
+        self.u = torch.nn.Parameter(torch.linspace(-1, 1, 3 * dim, dtype=torch.float64).view(3, -1))
+
+    def prepare_queries(self, queries, user_ids=None):  # noqa: ANN001, ANN201
+        prepared = queries @ self.w
+        return (prepared if user_ids is None else prepared + self.u[user_ids],)
+
+    def prepare_items(self, items):  # noqa: ANN001, ANN201
+        return (torch.tanh(items),)
+
+    def score_prepared(self, query_state, item_state):  # noqa: ANN001, ANN201
+        return query_state[0] @ item_state[0].t()
+
+    def forward(self, queries, items, user_ids=None):  # noqa: ANN001, ANN201
+        (prepared,) = self.prepare_queries(queries, user_ids)
+        scores = torch.einsum("cd,ckd->ck", prepared, torch.tanh(items))
+        return scores, {"w_norm": (self.w**2).sum()}
+
+
+class _PreparedDot(_DotSimilarity):
+    def prepare_queries(self, queries, user_ids=None):  # noqa: ANN001, ANN201
+        return (queries,)
+
+    def prepare_items(self, items):  # noqa: ANN001, ANN201
+        return (items,)
+
+    def score_prepared(self, query_state, item_state):  # noqa: ANN001, ANN201
+        return query_state[0] @ item_state[0].t()
+
+
+@pytest.mark.parametrize("backend", _params("full_softmax_losses"))
+@pytest.mark.parametrize("similarity_kind", ["dot", "bilinear"])
+@pytest.mark.parametrize("chunks", [(1, 1), (3, 4), (64, 64), (5, 100)])
+def test_full_softmax_losses(backend, similarity_kind, chunks):
+    L, D, X = 7, 4, 11
+    gen = torch.Generator().manual_seed(40)
+    positive_slots = torch.randint(0, X, (L,), generator=gen)
+    positive_slots[0], positive_slots[-1] = 0, X - 1  # the catalogue's first and last items
+    user_ids = torch.randint(0, 3, (L,), generator=gen)
+    similarity = _PreparedDot() if similarity_kind == "dot" else _PreparedBilinear(D)
+
+    def run():
+        queries = _leaf(L, D, seed=41)
+        items = _leaf(X, D, seed=42)
+        batch = CatalogueRows(
+            queries=queries,
+            positives=items[positive_slots],
+            items=items,
+            similarity=similarity,
+            user_ids=None if similarity_kind == "dot" else user_ids,
+            temperature=0.5,
+            chunk_positions=chunks[0],
+            chunk_items=chunks[1],
+        )
+        losses, aux = full_softmax_losses(batch)
+        extra = [value.reshape(1) for value in aux.values()]
+        return torch.cat([losses, *extra]), [queries, items, *similarity.parameters()]
+
+    _compare("full_softmax_losses", backend, run)
