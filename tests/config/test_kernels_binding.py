@@ -18,7 +18,7 @@ from generative_recommenders.ops import kernels
 from generative_recommenders.training.launch import Topology
 from tests.training.conftest import REPO, TINY_CONFIG, free_port, write_tiny_events
 
-EXPECTED_ERROR = "train_fn.kernels='triton' is not one of: auto, reference, fbgemm, fused"
+EXPECTED_ERROR = "train_fn.kernels='triton' is not one of: auto, reference, chunked, fbgemm, fused"
 
 
 @pytest.fixture(autouse=True)
