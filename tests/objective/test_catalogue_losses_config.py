@@ -61,10 +61,18 @@ def _batch(max_item_id: int, seed: int) -> EncoderInputs:
     )
 
 
+@pytest.mark.parametrize("objective", ["autoregressive", "masked"])
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_the_loss_builds_by_name_and_trains(tiny_data_dir, name):  # noqa: F811
+def test_the_loss_builds_by_name_and_trains(tiny_data_dir, name, objective):  # noqa: F811
     cls, bindings, _ = LOSSES[name]
-    config = load_config(_options(tiny_data_dir, f'train_fn.loss_module = "{name}"', *bindings))
+    config = load_config(
+        _options(
+            tiny_data_dir,
+            f'train_fn.loss_module = "{name}"',
+            f'train_fn.objective = "{objective}"',
+            *bindings,
+        )
+    )
     store = SequenceStore.open(tiny_data_dir, "tiny")
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64)
     torch.manual_seed(0)
