@@ -9,6 +9,7 @@ component took, and bindings of components the run does not select, are refused 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from generative_recommenders.config import components
-from generative_recommenders.config.data import build_data
+from generative_recommenders.config.data import SPLIT_IGNORE_LAST_N, build_data
 from generative_recommenders.config.evaluation import build_evaluate_fn
 from generative_recommenders.config.modeling import build_encoder
 from generative_recommenders.config.objective import (
@@ -30,7 +31,9 @@ from generative_recommenders.config.objective import (
     sampler_offers,
 )
 from generative_recommenders.config.train import TrainConfig
+from generative_recommenders.data.splits import training_item_counts
 from generative_recommenders.data.store import SequenceStore
+from generative_recommenders.errors import UserInputError
 from generative_recommenders.ops import kernels
 from generative_recommenders.registry import ENCODERS, LOSSES, OBJECTIVES, SAMPLERS, SIMILARITIES
 from generative_recommenders.training.distributed import DistributedContext
@@ -108,6 +111,8 @@ def build_components(
         catalogue=catalogue,
         item_counts=item_counts,
     )
+    sampler_count = getattr(sampler, "num_to_sample", None)  # a sampler that fixes R
+    _check_num_negatives(config, sampler, sampler_count)
     loss = build_loss(
         config.objective,
         config.explicit,
@@ -115,7 +120,9 @@ def build_components(
         item_embedding_fn=encoder.get_item_embeddings,
         catalogue=catalogue,
         l2_norm_eps=config.model.l2_norm_eps,
+        sampler_num_to_sample=sampler_count,
     )
+    _check_loss_count(config, sampler, sampler_count, loss)
     model = build_objective(
         config.objective,
         config.explicit,
@@ -132,6 +139,39 @@ def build_components(
     choices = ", ".join(f"{registry.binding}={name!r}" for registry, name in selected.items())
     components.check_all_used(offers, used, choices)
     return Components(encoder=encoder, sampler=sampler, loss=loss, model=model)
+
+
+def _sampler_count_str(config: TrainConfig, sampler: nn.Module, count: int) -> str:
+    """E.g. ``train_fn.sampling_strategy='mixed' draws MixedNegativesSampler.num_in_batch + ...``."""
+    how = getattr(sampler, "num_to_sample_bindings", None)
+    return (
+        f"train_fn.sampling_strategy={config.objective.sampling_strategy!r} draws "
+        f"{how() + ' = ' if callable(how) else ''}{count} negatives per position"
+    )
+
+
+def _check_num_negatives(config: TrainConfig, sampler: nn.Module, count: int | None) -> None:
+    """An explicit ``train_fn.num_negatives`` must equal the count a sampler fixes."""
+    bound = config.objective.num_negatives
+    if count is None or bound is None or bound == count:
+        return
+    raise UserInputError(
+        f"train_fn.num_negatives={bound!r} contradicts {_sampler_count_str(config, sampler, count)}"
+        "; remove train_fn.num_negatives (the sampler's count is used) or make them agree"
+    )
+
+
+def _check_loss_count(
+    config: TrainConfig, sampler: nn.Module, count: int | None, loss: nn.Module
+) -> None:
+    """The loss's R (its own binding, or one it fixes, e.g. BCE's 1) must equal the sampler's."""
+    loss_count = getattr(loss, "num_to_sample", None)
+    if count is None or loss_count is None or loss_count == count:
+        return
+    raise UserInputError(
+        f"train_fn.loss_module={config.objective.loss_module!r} draws {loss_count} negatives per "
+        f"position, but {_sampler_count_str(config, sampler, count)}; make them agree"
+    )
 
 
 def validate_choices(config: TrainConfig) -> None:
@@ -160,14 +200,22 @@ def validate(config: TrainConfig, store: SequenceStore) -> str:
     """Build everything once on the CPU (before any worker starts); returns the run prefix."""
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64)
     parts = build_components(
-        config, store.max_item_id, catalogue, torch.device("cpu"), store_item_counts(store)
+        config, store.max_item_id, catalogue, torch.device("cpu"), store_item_counts(config, store)
     )
     return run_prefix(config, parts)
 
 
-def store_item_counts(store: SequenceStore) -> torch.Tensor:
-    """[max item id + 1] int64: the store's interactions per item id (popularity samplers)."""
-    return torch.as_tensor(store.item_counts(), dtype=torch.int64)
+def store_item_counts(config: TrainConfig, store: SequenceStore) -> torch.Tensor | None:
+    """[max item id + 1] int64: the training split's interactions per item id (the store's
+    counts minus each user's held-out events under ``train_fn.eval_split``; see
+    ``data.splits.training_item_counts``), for a sampler that takes ``item_counts``; None for
+    the others (the counts cost a few reads per user)."""
+    sampler = SAMPLERS.entry(config.objective.sampling_strategy).target
+    if "item_counts" not in inspect.signature(sampler).parameters:
+        return None
+    ignore_last_n = SPLIT_IGNORE_LAST_N[config.schedule.eval_split][0]
+    counts = training_item_counts(store.offsets, store.item_ids, store.item_counts(), ignore_last_n)
+    return torch.as_tensor(counts, dtype=torch.int64)
 
 
 def build_training(
@@ -177,7 +225,8 @@ def build_training(
     device = context.device
     kernels.use(config.kernels)  # which ops implementations run in this process
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64, device=device)
-    counts = store_item_counts(store).to(device)
+    counts = store_item_counts(config, store)
+    counts = None if counts is None else counts.to(device)
     parts = build_components(config, store.max_item_id, catalogue, device, counts)
     model = parts.model
     seed = config.schedule.random_seed

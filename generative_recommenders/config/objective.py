@@ -18,7 +18,11 @@ of its parameters are its own gin bindings, ``<gin name>.<parameter>``, e.g. ``m
   ``catalogue_item_ids`` ([X]) and ``l2_norm_eps``, for a loss over the whole catalogue.
 - a sampler: ``l2_norm`` (``train_fn.item_l2_norm``), ``l2_norm_eps`` (``train_fn.l2_norm_eps``),
   ``item_embedding_fn``, ``catalogue_item_ids`` ([X]) and ``item_counts`` ([max item id + 1] int64,
-  the store's training interactions per item id; None when the store has none).
+  the training split's interactions per item id; None when the store has none).
+
+A sampler that fixes the number of negatives per position (an ``num_to_sample`` attribute, e.g.
+the mixed sampler's ``num_in_batch + num_catalogue``) decides the loss's ``num_to_sample`` when
+``train_fn.num_negatives`` is unbound; ``config/build.py`` refuses any other count in one line.
 """
 
 from __future__ import annotations
@@ -73,18 +77,27 @@ def loss_offers(
     item_embedding_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     catalogue: torch.Tensor | None = None,
     l2_norm_eps: float | None = None,
+    sampler_num_to_sample: int | None = None,
 ) -> dict[str, Offer]:
-    """Constructor parameter -> the run's value, for a loss (see the module docstring)."""
+    """Constructor parameter -> the run's value, for a loss (see the module docstring).
+
+    ``sampler_num_to_sample``: the count a sampler fixes, offered as ``num_to_sample`` when
+    ``train_fn.num_negatives`` is unbound.
+    """
 
     def offer(binding: str, value: object) -> Offer:
         return Offer(f"train_fn.{binding}", value, binding in explicit)
+
+    num_to_sample = offer("num_negatives", settings.num_negatives)
+    if settings.num_negatives is None and sampler_num_to_sample is not None:
+        num_to_sample = Offer("train_fn.sampling_strategy", sampler_num_to_sample, False)
 
     return {
         "logq_correction": offer("logq_correction", settings.logq_correction),
         "item_embedding_fn": Offer("item_embedding_fn", item_embedding_fn, False),
         "catalogue_item_ids": Offer("catalogue_item_ids", catalogue, False),
         "l2_norm_eps": Offer("train_fn.l2_norm_eps", l2_norm_eps, False),
-        "num_to_sample": offer("num_negatives", settings.num_negatives),
+        "num_to_sample": num_to_sample,
         "temperature": offer("temperature", settings.temperature),
         "activation_checkpoint": offer(
             "loss_activation_checkpoint", settings.loss_activation_checkpoint
@@ -122,9 +135,12 @@ def build_loss(
     item_embedding_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     catalogue: torch.Tensor | None = None,
     l2_norm_eps: float | None = None,
+    sampler_num_to_sample: int | None = None,
 ) -> nn.Module:
     """The loss named by ``train_fn.loss_module``, from its offers and its own bindings."""
-    offers = loss_offers(settings, explicit, item_embedding_fn, catalogue, l2_norm_eps)
+    offers = loss_offers(
+        settings, explicit, item_embedding_fn, catalogue, l2_norm_eps, sampler_num_to_sample
+    )
     return components.build(LOSSES, settings.loss_module, offers, used)
 
 

@@ -103,3 +103,37 @@ def _stable_user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.nda
             key = ranks.astype(np.int64) * np.int64(span) + (timestamps.astype(np.int64) - t_min)
             return np.argsort(key, kind="stable").astype(np.int64, copy=False)
     return np.lexsort((timestamps, users)).astype(np.int64, copy=False)
+
+
+def training_item_counts(
+    offsets: np.ndarray, item_ids: np.ndarray, item_counts: np.ndarray, ignore_last_n: int
+) -> np.ndarray:
+    """[max item id + 1] int64 interactions per item id in the training split.
+
+    The training split (``SequenceDataset(ignore_last_n=n)``) holds, for each user with at least
+    ``n + 2`` events, every event except the last ``n`` (its window's inputs and its target); a
+    user with fewer events is not trained on. So the counts are the store's ``item_counts`` minus
+    each user's last ``n`` events, minus all events of the shorter users: at most ``n + 1`` reads
+    per user, never a pass over every interaction. (A window cut at ``max_sequence_length`` or
+    thinned by positional sampling sees fewer events; those are still counted.)
+
+    Args:
+        offsets: [U + 1] int64; item_ids: [T] int64 (may be memory-mapped);
+        item_counts: [max item id + 1] int64, the store's counts over all T events.
+        ignore_last_n: the training split's held-out events per user (1 under the test protocol,
+            2 under the validation protocol).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    # Events removed per user: the last n, or all of them when the user is not trained on.
+    removed = np.where(lengths >= ignore_last_n + 2, ignore_last_n, lengths)
+    counts = np.array(item_counts, dtype=np.int64)
+    for k in range(int(ignore_last_n) + 1):
+        users = np.flatnonzero(removed > k)
+        if users.size == 0:
+            break
+        positions = offsets[users + 1] - 1 - k
+        counts -= np.bincount(np.asarray(item_ids[positions]), minlength=counts.shape[0])[
+            : counts.shape[0]
+        ]
+    return counts

@@ -48,8 +48,9 @@ class FormulaLoss(_SampledLoss):
         num_to_sample: R negatives per position (``train_fn.num_negatives``).
         temperature: T, logits are divided by it before the formula (``train_fn.temperature``;
             0.05 unless bound).
-        activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as
-            :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss`.
+        activation_checkpoint, checkpoint_chunk_size, negatives_sharing, logq_correction: as
+            :class:`~generative_recommenders.modeling.losses.SampledSoftmaxLoss` (with the logQ
+            correction, ``neg`` is the corrected logit).
 
     Raises:
         FormulaError: the formula does not parse.
@@ -63,6 +64,7 @@ class FormulaLoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         super().__init__(
             num_to_sample,
@@ -70,6 +72,7 @@ class FormulaLoss(_SampledLoss):
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
+            logq_correction,
         )
         if not formula:
             raise ValueError(
@@ -83,4 +86,7 @@ class FormulaLoss(_SampledLoss):
 
     def debug_str(self) -> str:
         digest = hashlib.sha1(self.formula.prefix().encode()).hexdigest()[:8]
-        return f"formula{digest}-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+        return (
+            f"formula{digest}-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+            f"{self._logq_str()}"
+        )

@@ -19,6 +19,12 @@ Shared negatives (``negatives_sharing``, a ``modeling.negatives.NegativesSharing
 draws R negatives per batch row, shared by the row's positions; ``BATCH`` draws R for the whole
 step. Normalisation, temperature and accidental-hit masking (per position, against that position's
 positive) are unchanged.
+
+LogQ correction (``logq_correction``, ``train_fn.logq_correction``): each negative's logit, after
+the division by the temperature, is lowered by ``log q``, q the probability that one draw of the
+sampler yields that candidate (``negatives_sampler.candidate_log_q()``, per slot of its candidate
+table); the positive's logit is unchanged and accidental hits stay masked. It corrects the bias of
+a non-uniform sampler (popular items drawn often are otherwise over-penalised).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class _SampledLoss(nn.Module):
         activation_checkpoint: bool,
         checkpoint_chunk_size: int,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         super().__init__()
         if num_to_sample < 1:
@@ -64,6 +71,16 @@ class _SampledLoss(nn.Module):
                 f"negatives_sharing must be a NegativesSharing, got {negatives_sharing!r}"
             )
         self.negatives_sharing = negatives_sharing
+        self.logq_correction = bool(logq_correction)
+
+    @property
+    def num_to_sample(self) -> int:
+        """R, the negatives drawn per position (a sampler that fixes R is checked against it)."""
+        return self._num_to_sample
+
+    def _logq_str(self) -> str:
+        """Run-name suffix: ``-logq`` with the logQ correction, else empty."""
+        return "-logq" if self.logq_correction else ""
 
     def _sharing_str(self) -> str:
         """Run-name suffix: empty for independent draws, e.g. ``-share_row`` otherwise."""
@@ -114,6 +131,9 @@ class _SampledLoss(nn.Module):
         weights = supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype)  # [L]
         batch_rows = torch.div(rows, supervision_ids.shape[1], rounding_mode="floor")  # [L]
         slots, groups = self._draw(negatives_sampler, batch_rows, supervision_ids.shape[0])
+        slot_offsets = None
+        if self.logq_correction:  # -log q per slot of the candidate table [U]
+            slot_offsets = -negatives_sampler.candidate_log_q().to(queries.dtype)
         losses, aux = sampled_losses(
             SampledRows(
                 queries=queries,
@@ -128,6 +148,7 @@ class _SampledLoss(nn.Module):
                 rows=rows,
                 temperature=self._temperature,
                 checkpoint_chunk=self._chunk_size if self._activation_checkpoint else None,
+                slot_offsets=slot_offsets,
             ),
             self.row_losses,
         )
@@ -158,6 +179,8 @@ class SampledSoftmaxLoss(_SampledLoss):
             reference kernel; the fused dot-product kernels are chunked and bounded anyway).
         checkpoint_chunk_size: positions per checkpointed chunk.
         negatives_sharing: NONE (independent draws per position), ROW or BATCH (shared draws).
+        logq_correction: subtract log q (the sampler's draw probability) from each negative's
+            logit (``train_fn.logq_correction``).
     """
 
     def __init__(
@@ -167,6 +190,7 @@ class SampledSoftmaxLoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         super().__init__(
             num_to_sample,
@@ -174,6 +198,7 @@ class SampledSoftmaxLoss(_SampledLoss):
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
+            logq_correction,
         )
 
     # logits [c, 1 + R], hits [c, R] -> logsumexp(logits with hits at -inf) - logits[:, 0] [c].
@@ -181,7 +206,10 @@ class SampledSoftmaxLoss(_SampledLoss):
     row_losses = staticmethod(softmax_row_loss)
 
     def debug_str(self) -> str:
-        return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+        return (
+            f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+            f"{self._logq_str()}"
+        )
 
 
 # Under train_fn the logits are not scaled (the paper's BCE); an explicit train_fn.temperature other
@@ -192,7 +220,8 @@ class BCELoss(_SampledLoss):
 
     Per position: ``softplus(-s+/T) + softplus(s-/T)``, the negative term dropped on an
     accidental hit (the negative equals the positive). With ``negatives_sharing`` BATCH one
-    negative serves every position of the step; with ROW, one per batch row.
+    negative serves every position of the step; with ROW, one per batch row. With
+    ``logq_correction`` the negative's logit is ``s-/T - log q`` before the softplus.
     """
 
     def __init__(
@@ -201,9 +230,15 @@ class BCELoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         super().__init__(
-            1, temperature, activation_checkpoint, checkpoint_chunk_size, negatives_sharing
+            1,
+            temperature,
+            activation_checkpoint,
+            checkpoint_chunk_size,
+            negatives_sharing,
+            logq_correction,
         )
 
     def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -213,7 +248,7 @@ class BCELoss(_SampledLoss):
         return positive + negative
 
     def debug_str(self) -> str:
-        return f"bce-t{self._temperature:g}{self._sharing_str()}"
+        return f"bce-t{self._temperature:g}{self._sharing_str()}{self._logq_str()}"
 
 
 def get_weighted_loss(

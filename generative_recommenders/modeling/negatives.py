@@ -10,11 +10,19 @@ Besides the public ``forward``, the samplers expose the two halves the losses us
 ``draw_slots`` (int64 slots into the candidate table, no embedding work) and
 ``make_lookup`` (slots -> embeddings, one gather), so a loss can draw once and gather chunk by chunk
 (inside activation checkpointing) without ever holding all ``[L, R, D]`` negatives at once.
+
+``candidate_log_q()`` [U] is log q per slot of the candidate table, q the probability that one draw
+yields that slot's item (the loss's logQ correction): ``-log X`` for the local sampler over X
+items; for the in-batch sampler the in-batch frequency ``count_in_batch(id) / valid positions``
+(exactly the draw probability without dedup; with dedup, where draws are uniform over the distinct
+ids, it is the usual in-batch estimate of the item's popularity, since the probability that an
+item is among the batch's candidates at all is not known).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 
 import torch
@@ -63,6 +71,10 @@ class _UniformSampler(nn.Module):
 
     def make_lookup(self, num_draws: int) -> Lookup:
         """A function slots [*] -> normalised embeddings [*, D] for about ``num_draws`` slots."""
+        raise NotImplementedError
+
+    def candidate_log_q(self) -> torch.Tensor:
+        """[U] float32 log q per slot of the candidate table (see the module docstring)."""
         raise NotImplementedError
 
     def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -171,6 +183,7 @@ class InBatchNegativesSampler(_UniformSampler):
         super().__init__(l2_norm, l2_norm_eps, generator)
         self._dedup = bool(dedup_embeddings)
         self._ids: torch.Tensor = torch.zeros(0, dtype=torch.int64)
+        self._valid_ids: torch.Tensor = self._ids  # every valid occurrence (for candidate_log_q)
         self._embeddings: torch.Tensor | None = None
 
     def process_batch(
@@ -187,6 +200,7 @@ class InBatchNegativesSampler(_UniformSampler):
         keep = presences.reshape(-1) & (flat_ids != 0)
         valid_ids = flat_ids[keep]
         valid_embeddings = embeddings.reshape(flat_ids.shape[0], -1)[keep]
+        self._valid_ids = valid_ids
         if self._dedup and valid_ids.numel() > 0:
             unique_ids, inverse = torch.unique(valid_ids, return_inverse=True)
             order = torch.arange(valid_ids.shape[0], device=valid_ids.device)
@@ -212,6 +226,16 @@ class InBatchNegativesSampler(_UniformSampler):
         if self._embeddings is None:
             raise ValueError("InBatchNegativesSampler: call process_batch before sampling")
         return self._embeddings
+
+    def candidate_log_q(self) -> torch.Tensor:
+        """log(count_in_batch(id) / valid positions) per slot (computed on demand: only the
+        logQ correction needs it)."""
+        valid = self._valid_ids
+        if valid.numel() == 0:
+            raise ValueError("InBatchNegativesSampler: call process_batch before sampling")
+        _, inverse, counts = torch.unique(valid, return_inverse=True, return_counts=True)
+        per_slot = counts if self._dedup else counts[inverse]  # unique ids are the dedup table
+        return torch.log(per_slot.to(torch.float32) / valid.numel())
 
     def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self._dedup:
@@ -283,6 +307,11 @@ class LocalNegativesSampler(_UniformSampler):
 
     def candidate_table(self) -> torch.Tensor:
         return self.normalize_embeddings(self._item_embedding_fn(self._catalogue))
+
+    def candidate_log_q(self) -> torch.Tensor:
+        """-log X for every slot: the draws are uniform over the X catalogue items."""
+        size = self._catalogue.shape[0]
+        return torch.full((size,), -math.log(size), device=self._catalogue.device)
 
     def _sorted_candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._sorted_catalogue, self._sorted_catalogue_slots

@@ -5,6 +5,7 @@ positions, with query q_l, positive x_l+ and negatives x_l1 .. x_lR (slots into 
 candidate table; an accidental hit is a negative whose id equals the positive's):
 
     logits_l = [s(q_l, x_l+), s(q_l, x_l1), ..., s(q_l, x_lR)] / T        s = the similarity
+             + [0, o_l1, ..., o_lR]        (optional per-slot offsets, e.g. -log q for logQ)
     loss_l   = row_loss(logits_l, hits_l)
 
 ``row_loss`` is the loss's formula, e.g. :func:`softmax_row_loss` =
@@ -21,7 +22,9 @@ candidate table; an accidental hit is a negative whose id equals the positive's)
   (:func:`~generative_recommenders.ops.sampled_dot.sampled_softmax_losses`). Shared negatives
   (``groups``): the shared embeddings gathered once, ``[G, R, D]``, scored with one GEMM (one
   group) or one bmm over the padded queries (one group per batch row). Other similarities take
-  the reference.
+  the reference. With per-slot offsets (``SampledRows.slot_offsets``, the logQ correction) the
+  independent path takes its generic branch (negatives' logits, offsets added, hit mask, row
+  loss) instead of the one-op sampled softmax; without them nothing changes.
 
 :func:`mask_hits` (op ``"mask_hits"``) sets the negatives' logits at accidental hits to -inf: the
 reference is a dense ``masked_fill``; ``fused`` (CPU) writes the few hits (about R / U of the
@@ -58,7 +61,9 @@ class SampledRows:
     ``dot_product`` True when its score is exactly <q, x>; user_ids [L] or None;
     padded_queries [B, N, D] and rows [L] (flat indices into B * N) the queries before the
     jagged reduction; temperature T; checkpoint_chunk: positions per activation-checkpointed
-    chunk (None: one pass without checkpointing).
+    chunk (None: one pass without checkpointing); slot_offsets: [U] float added to each
+    negative's logit after the division by T (the positive's logit is unchanged), looked up by
+    slot; None for none. The loss's logQ correction passes ``-log q`` per slot here.
     """
 
     queries: torch.Tensor
@@ -73,11 +78,21 @@ class SampledRows:
     rows: torch.Tensor
     temperature: float
     checkpoint_chunk: int | None = None
+    slot_offsets: torch.Tensor | None = None
 
 
 def lookup_ids(ids: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     """ids [U], slots [*, R] int64 -> ids[slots] (index_select: advanced indexing is slower)."""
     return ids.index_select(0, slots.reshape(-1)).view(slots.shape)
+
+
+def offset_negatives(
+    logits: torch.Tensor, slot_offsets: torch.Tensor, slots: torch.Tensor
+) -> torch.Tensor:
+    """logits [c, 1 + R] (column 0 the positive), slot_offsets [U], slots [c, R] ->
+    ``logits + [0, slot_offsets[slots]]``: only the negatives' columns move."""
+    offsets = lookup_ids(slot_offsets, slots).to(logits.dtype)  # [c, R]
+    return logits + F.pad(offsets, (1, 0))
 
 
 def mask_hits_reference(logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -112,8 +127,11 @@ def _formula(
     candidates = torch.cat([rows.positives[start:end].unsqueeze(1), lookup(slots)], dim=1)
     user_ids = None if rows.user_ids is None else rows.user_ids[start:end]
     logits, aux = rows.similarity(rows.queries[start:end], candidates, user_ids)  # [c, 1 + R]
+    logits = logits / rows.temperature
+    if rows.slot_offsets is not None:
+        logits = offset_negatives(logits, rows.slot_offsets, slots)
     hits = lookup_ids(rows.sampler.candidate_ids(), slots) == rows.positive_ids[start:end, None]
-    return row_loss(logits / rows.temperature, hits), aux
+    return row_loss(logits, hits), aux
 
 
 def sampled_losses_reference(
@@ -156,9 +174,12 @@ def _sampled_losses_fused(
     logits = _shared_dot_logits(
         rows.queries, rows.positives, rows.padded_queries, rows.rows, negatives
     )
+    logits = logits / rows.temperature
+    if rows.slot_offsets is not None:  # each position's group's slots [L, R]
+        logits = offset_negatives(logits, rows.slot_offsets, slots.index_select(0, rows.groups))
     negative_ids = lookup_ids(sampler.candidate_ids(), slots)  # [G, R]
     hits = negative_ids.index_select(0, rows.groups) == rows.positive_ids.unsqueeze(1)  # [L, R]
-    return row_loss(logits / rows.temperature, hits), {}
+    return row_loss(logits, hits), {}
 
 
 def _independent_dot_losses(rows: SampledRows, row_loss: RowLoss) -> torch.Tensor:
@@ -166,7 +187,7 @@ def _independent_dot_losses(rows: SampledRows, row_loss: RowLoss) -> torch.Tenso
     sampler = rows.sampler
     queries = rows.queries * (1.0 / rows.temperature)
     table = sampler.candidate_table().to(queries.dtype)  # [U, D]
-    if row_loss is softmax_row_loss:
+    if row_loss is softmax_row_loss and rows.slot_offsets is None:
         positive_slots = sampler.candidate_slots(rows.positive_ids)
         if positive_slots is not None:  # each id has one slot: hits masked by slot in the op
             positive_logits = (queries * rows.positives).sum(dim=-1)  # [L]
@@ -175,6 +196,8 @@ def _independent_dot_losses(rows: SampledRows, row_loss: RowLoss) -> torch.Tenso
             )
     positive_logits = (queries * rows.positives).sum(dim=-1, keepdim=True)  # [L, 1]
     logits = torch.cat([positive_logits, sampled_dot_logits(queries, table, rows.slots)], dim=1)
+    if rows.slot_offsets is not None:
+        logits = offset_negatives(logits, rows.slot_offsets, rows.slots)
     hits = lookup_ids(sampler.candidate_ids(), rows.slots) == rows.positive_ids.unsqueeze(1)
     return row_loss(logits, hits)
 
