@@ -223,7 +223,7 @@ class MixedNegativesSampler(_UniformSampler):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def candidate_log_q(self) -> torch.Tensor:
-        """[U] log of the mixture q per slot (the same for an item's two slots)."""
+        """[U] log of the mixture q per slot (the same for an item's two slots; 0 where q = 0)."""
         total = float(self.num_to_sample)
         ids = self.candidate_ids()
         q = torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device)
@@ -235,7 +235,9 @@ class MixedNegativesSampler(_UniformSampler):
             q += torch.where(found, batch_q.index_select(0, index), 0.0) * self.num_in_batch
         if self.num_catalogue:  # the catalogue part's probability of every slot's id
             q += self._catalogue_q(ids) * self.num_catalogue
-        return torch.log(q / total).to(torch.float32)
+        # A slot with q = 0 (a zero-count item of a popularity catalogue) is never drawn, so its
+        # correction is never used; keep it finite, as the popularity sampler does.
+        return torch.log(q / total).masked_fill_(q == 0, 0.0).to(torch.float32)
 
     def _catalogue_q(self, ids: torch.Tensor) -> torch.Tensor:
         """[U] float64 probability that one catalogue draw yields each id (0 outside it)."""

@@ -322,7 +322,10 @@ class _DotSimilarity(torch.nn.Module):
 @pytest.mark.parametrize("table_kind", ["unique", "repeated", "sparse"])
 @pytest.mark.parametrize("similarity_kind", ["dot", "bilinear"])
 @pytest.mark.parametrize("chunk", [None, 4])
-def test_sampled_losses(backend, loss, sharing, table_kind, similarity_kind, chunk, monkeypatch):
+@pytest.mark.parametrize("offsets", [False, True], ids=["plain", "offsets"])
+def test_sampled_losses(
+    backend, loss, sharing, table_kind, similarity_kind, chunk, offsets, monkeypatch
+):
     from generative_recommenders.ops import sampled_dot
 
     if table_kind == "sparse":  # the sparse (gather) strategy of the fused dot product
@@ -347,6 +350,8 @@ def test_sampled_losses(backend, loss, sharing, table_kind, similarity_kind, chu
     torch.manual_seed(0)
     similarity = _DotSimilarity() if similarity_kind == "dot" else _BilinearSimilarity(D)
     row_loss = softmax_row_loss if loss == "softmax" else _bce_row_loss
+    # Per-slot offsets on the negatives' logits (the logQ correction's -log q).
+    slot_offsets = -torch.rand(U, generator=gen, dtype=torch.float64).log() if offsets else None
 
     def run():
         padded = _leaf(B, N, D, seed=21)
@@ -366,6 +371,7 @@ def test_sampled_losses(backend, loss, sharing, table_kind, similarity_kind, chu
             rows=rows,
             temperature=0.5,
             checkpoint_chunk=chunk,
+            slot_offsets=slot_offsets,
         )
         losses, aux = sampled_losses(batch, row_loss)
         extra = [value.reshape(1) for value in aux.values()]
