@@ -63,7 +63,9 @@ def test_draw_frequencies_match_count_to_the_exponent(exponent):
 
 def test_exponent_zero_is_uniform_over_the_whole_catalogue_zero_counts_included():
     sampler = _sampler(0.0)
-    torch.testing.assert_close(sampler.probabilities(), torch.full((6,), 1 / 6, dtype=torch.float64))
+    torch.testing.assert_close(
+        sampler.probabilities(), torch.full((6,), 1 / 6, dtype=torch.float64)
+    )
     slots = sampler.draw_slots(2000, 30, torch.device("cpu"))
     assert set(slots.unique().tolist()) == set(range(6))  # ids 2 and 7 (count 0) too
 
@@ -125,9 +127,7 @@ def test_bad_counts_or_exponent_are_refused(counts, exponent, expected):
 @pytest.mark.parametrize("ignore_last_n", [1, 2])
 def test_training_counts_equal_the_items_the_training_split_holds(tiny_data_dir, ignore_last_n):
     store = SequenceStore.open(tiny_data_dir, "tiny")
-    counts = training_item_counts(
-        store.offsets, store.item_ids, store.item_counts(), ignore_last_n
-    )
+    counts = training_item_counts(store.offsets, store.item_ids, store.item_counts(), ignore_last_n)
     # What the training loader sees: every window (long enough to hold a whole history) + target.
     dataset = SequenceDataset(store, max_sequence_length=10_000, ignore_last_n=ignore_last_n)
     seen = np.zeros_like(counts)
@@ -138,3 +138,14 @@ def test_training_counts_equal_the_items_the_training_split_holds(tiny_data_dir,
     np.testing.assert_array_equal(counts, seen)
     held_out = store.item_counts() - counts
     assert (held_out >= 0).all() and held_out.sum() >= store.num_users * ignore_last_n
+
+
+def test_training_counts_drop_held_out_events_and_users_too_short_to_train_on():
+    # Users: [1, 2, 3, 4] (trained on), [5, 6] (too short for ignore_last_n=1: 2 < 3), [7] .
+    offsets = np.array([0, 4, 6, 7])
+    item_ids = np.array([1, 2, 3, 4, 5, 6, 7])
+    store_counts = np.bincount(item_ids, minlength=9)
+    counts = training_item_counts(offsets, item_ids, store_counts, ignore_last_n=1)
+    assert counts.tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 0]
+    counts = training_item_counts(offsets, item_ids, store_counts, ignore_last_n=2)
+    assert counts.tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 0]
