@@ -68,6 +68,29 @@ def popularity_weights(
     return weights
 
 
+def alias_table(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walker's alias table of positive weights [P] (Vose's construction, O(P)).
+
+    Returns (own [P] float64, alias [P] int64): draw a column k uniformly and u in [0, 1); the
+    result is k when ``u < own[k]``, else ``alias[k]``. Column k holds ``own[k] / P`` of item k's
+    mass and the rest of the column belongs to ``alias[k]``, so item i is drawn with probability
+    ``weights[i] / sum(weights)`` (up to float rounding). One pass in Python lists: ~0.6 s for a
+    million items, once per run.
+    """
+    size = weights.shape[0]
+    scaled = (weights.to(torch.float64) * (size / float(weights.sum()))).tolist()
+    own, alias = [1.0] * size, list(range(size))
+    small = [i for i, p in enumerate(scaled) if p < 1.0]
+    large = [i for i, p in enumerate(scaled) if p >= 1.0]
+    while small and large:
+        below, above = small.pop(), large.pop()
+        own[below], alias[below] = scaled[below], above
+        scaled[above] = (scaled[above] + scaled[below]) - 1.0  # its mass left after filling
+        (small if scaled[above] < 1.0 else large).append(above)
+    # What is left is 1 up to rounding: those columns are entirely their own.
+    return torch.tensor(own, dtype=torch.float64), torch.tensor(alias, dtype=torch.int64)
+
+
 @SAMPLERS.register("popularity")
 class PopularityNegativesSampler(LocalNegativesSampler):
     """Negatives drawn from the catalogue in proportion to training frequency ^ ``exponent``.
@@ -97,12 +120,17 @@ class PopularityNegativesSampler(LocalNegativesSampler):
         super().__init__(item_embedding_fn, catalogue_item_ids, l2_norm, l2_norm_eps, generator)
         weights = popularity_weights(item_counts, catalogue_item_ids, float(exponent))
         self.exponent = float(exponent)
-        total = weights.sum()
-        # Inverse-CDF sampling: a uniform u in [0, total) falls in slot i's interval
-        # [cdf[i - 1], cdf[i]), empty for a zero weight, so such slots are never drawn.
-        self.register_buffer("_cdf", weights.cumsum(0), persistent=False)
-        self._last_drawable = int(weights.nonzero().max())
-        log_q = torch.log(weights / total).to(torch.float32)
+        probabilities = weights / weights.sum()
+        self.register_buffer("_q", probabilities, persistent=False)
+        # Walker's alias method: one uniform slot and one uniform number per draw (a CDF search
+        # per draw, torch.searchsorted, took ~25x longer on CPU: 146 vs 6 ms for 12k x 128).
+        # Only items with a positive weight enter the table, so a zero-count item is never drawn.
+        drawable = weights.nonzero().squeeze(1)  # [P] catalogue slots
+        own, alias = alias_table(weights[drawable])
+        self.register_buffer("_alias_own", own.to(torch.float32), persistent=False)
+        self.register_buffer("_alias_own_slots", drawable, persistent=False)
+        self.register_buffer("_alias_other_slots", drawable[alias], persistent=False)
+        log_q = torch.log(probabilities).to(torch.float32)
         # A zero-weight slot is never drawn, so its correction is never used; keep it finite.
         self.register_buffer("_log_q", log_q.masked_fill(weights == 0, 0.0), persistent=False)
 
@@ -115,18 +143,18 @@ class PopularityNegativesSampler(LocalNegativesSampler):
     ) -> torch.Tensor:
         """[L, R] int64 slots, slot i with probability q_i, independent per position."""
         gen = generator if generator is not None else self.generator
-        cdf = self._cdf.to(device)
-        uniform = torch.rand(
-            (num_positions, num_to_sample), device=device, generator=gen, dtype=torch.float64
-        )
-        slots = torch.searchsorted(cdf, uniform.mul_(cdf[-1]), right=True)
-        # u * total may round up to total itself: that draw belongs to the last drawable slot.
-        return slots.clamp_(max=self._last_drawable)
+        shape = (num_positions, num_to_sample)
+        size = self._alias_own.shape[0]
+        column = torch.randint(0, size, shape, device=device, generator=gen).view(-1)
+        uniform = torch.rand(shape, device=device, generator=gen).view(-1)
+        keep = uniform < self._alias_own.to(device).index_select(0, column)
+        own = self._alias_own_slots.to(device).index_select(0, column)
+        other = self._alias_other_slots.to(device).index_select(0, column)
+        return torch.where(keep, own, other).view(shape)
 
     def probabilities(self) -> torch.Tensor:
         """[X] float64 q per catalogue slot (sums to 1)."""
-        weights = torch.diff(self._cdf, prepend=self._cdf.new_zeros(1))
-        return weights / self._cdf[-1]
+        return self._q
 
     def candidate_log_q(self) -> torch.Tensor:
         """log q per catalogue slot (exact; 0 for never-drawn zero-count slots)."""

@@ -11,7 +11,10 @@ from generative_recommenders.data.dataset import SequenceDataset
 from generative_recommenders.data.splits import training_item_counts
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.modeling.negatives import NegativesSharing
-from generative_recommenders.modeling.popularity_negatives import PopularityNegativesSampler
+from generative_recommenders.modeling.popularity_negatives import (
+    PopularityNegativesSampler,
+    alias_table,
+)
 
 CATALOGUE = torch.tensor([2, 3, 5, 7, 8, 11], dtype=torch.int64)
 COUNTS = torch.tensor([0, 0, 0, 40, 0, 10, 0, 0, 5, 0, 0, 24], dtype=torch.int64)  # id -> count
@@ -77,12 +80,23 @@ def test_zero_count_items_are_never_drawn(exponent):
     assert set(ids.unique().tolist()) == {3, 5, 8, 11}  # never 2 or 7
 
 
-def test_the_last_catalogue_item_with_count_zero_is_never_drawn_even_at_u_near_one():
+def test_a_zero_count_last_item_is_never_drawn_either():
     counts = COUNTS.clone()
-    counts[11] = 0  # the last slot now has weight 0: a draw rounding up to the total must not land
+    counts[11] = 0  # the last catalogue slot now has weight 0 too
     sampler = _sampler(counts=counts, seed=5)
     slots = sampler.draw_slots(5000, 40, torch.device("cpu"))
-    assert int(slots.max()) <= 4
+    assert set(slots.unique().tolist()) == {1, 2, 4}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_alias_table_holds_exactly_the_weights(seed):
+    weights = torch.randint(1, 50, (97,), generator=torch.Generator().manual_seed(seed)).double()
+    own, alias = alias_table(weights)
+    # Column k gives own[k] / P to item k and the rest of the column to alias[k].
+    implied = own.clone()
+    implied.index_add_(0, alias, 1.0 - own)
+    torch.testing.assert_close(implied / weights.numel(), weights / weights.sum())
+    assert bool(((own >= 0) & (own <= 1 + 1e-12)).all())
 
 
 def test_draws_are_independent_per_position_and_reproducible():
