@@ -155,18 +155,6 @@ def test_run_names_differ_with_the_correction(tiny_data_dir):
     assert plain != corrected and "-logq" in corrected and "-logq" not in plain
 
 
-def test_logq_with_a_loss_that_does_not_take_it_is_refused(tiny_data_dir, monkeypatch):
-    monkeypatch.chdir(REPO)  # the gin import line resolves from the working directory
-    message = _refusal(
-        tiny_data_dir,
-        "import examples.custom_loss",
-        'train_fn.loss_module = "PairwiseHingeLoss"',
-        "train_fn.temperature = None",
-        "train_fn.logq_correction = True",
-    )
-    assert "train_fn.logq_correction=True is used by none of the chosen components" in message
-
-
 @pytest.mark.parametrize(
     "bindings",
     [
@@ -198,20 +186,43 @@ def test_a_few_training_steps_with_the_correction(tiny_data_dir, bindings):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_main_ends_mixed_with_zero_negatives_with_one_line_and_exit_2(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize(
+    "bindings, expected",
+    [
+        (
+            (
+                'train_fn.sampling_strategy = "mixed"',
+                "MixedNegativesSampler.num_in_batch = 0",
+                "MixedNegativesSampler.num_catalogue = 0",
+            ),
+            "error: train_fn.sampling_strategy='mixed'",
+        ),
+        (  # a loss without the parameter (in a subprocess: importing it here would register it
+            # with gin for the rest of the test session)
+            (
+                "import examples.custom_loss",
+                'train_fn.loss_module = "PairwiseHingeLoss"',
+                "train_fn.temperature = None",
+                "train_fn.logq_correction = True",
+            ),
+            "error: train_fn.logq_correction=True is used by none of the chosen components",
+        ),
+    ],
+)
+def test_main_ends_a_bad_sampler_or_logq_binding_with_one_line_and_exit_2(
+    tmp_path, tiny_data_dir, bindings, expected
+):
     run = subprocess.run(
         [
             sys.executable,
             str(REPO / "main.py"),
             f"--gin_config_file={TINY_CONFIG}",
-            '--gin_bindings=train_fn.sampling_strategy = "mixed"',
-            "--gin_bindings=MixedNegativesSampler.num_in_batch = 0",
-            "--gin_bindings=MixedNegativesSampler.num_catalogue = 0",
+            *[f"--gin_bindings={binding}" for binding in bindings],
             f"--data_dir={tiny_data_dir}",
             f"--exp_dir={tmp_path / 'exps'}",
             f"--ckpt_dir={tmp_path / 'ckpts'}",
         ],
-        cwd=tmp_path,
+        cwd=REPO,  # the gin import line resolves from the working directory
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -219,4 +230,4 @@ def test_main_ends_mixed_with_zero_negatives_with_one_line_and_exit_2(tmp_path, 
     )
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert lines[-1].startswith("error: train_fn.sampling_strategy='mixed'"), lines[-1]
+    assert lines[-1].startswith(expected), lines[-1]
