@@ -48,6 +48,8 @@ def popularity_weights(
         raise ValueError(
             NO_COUNTS.format(owner, f"got {item_counts.dtype} of {item_counts.dim()} dims")
         )
+    if catalogue_item_ids.numel() == 0:
+        raise ValueError(f"{owner}: the catalogue is empty (no item to draw)")
     if item_counts.numel() <= int(catalogue_item_ids.max()):
         raise ValueError(
             NO_COUNTS.format(
