@@ -27,7 +27,8 @@ class BPRLoss(_SampledLoss):
         num_to_sample: R negatives per position (``train_fn.num_negatives``; 1 unless bound, the
             original BPR's one negative per positive).
         temperature: T (``train_fn.temperature``; 1.0 unless bound, i.e. unscaled as in BPR).
-        activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as the sampled softmax.
+        activation_checkpoint, checkpoint_chunk_size, negatives_sharing, logq_correction: as the
+            sampled softmax (with the logQ correction, ``s-`` is the corrected logit).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class BPRLoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         super().__init__(
             num_to_sample,
@@ -44,6 +46,7 @@ class BPRLoss(_SampledLoss):
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
+            logq_correction,
         )
 
     def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -53,4 +56,7 @@ class BPRLoss(_SampledLoss):
         return pairs.sum(dim=1) / kept
 
     def debug_str(self) -> str:
-        return f"bpr-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+        return (
+            f"bpr-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
+            f"{self._logq_str()}"
+        )

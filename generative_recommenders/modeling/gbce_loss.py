@@ -43,7 +43,8 @@ class GBCELoss(_SampledLoss):
         temperature: T (``train_fn.temperature``; 1.0 unless bound, i.e. unscaled as in gSASRec).
         catalogue_item_ids: [X] the catalogue (offered by the run); its size gives alpha. Required
             to compute the loss (a loss built only to check its settings may leave it out).
-        activation_checkpoint, checkpoint_chunk_size, negatives_sharing: as the sampled softmax.
+        activation_checkpoint, checkpoint_chunk_size, negatives_sharing, logq_correction: as the
+            sampled softmax (with the logQ correction, the negatives' logits are the corrected ones).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class GBCELoss(_SampledLoss):
         activation_checkpoint: bool = False,
         checkpoint_chunk_size: int = 4096,
         negatives_sharing: NegativesSharing = NegativesSharing.NONE,
+        logq_correction: bool = False,
     ) -> None:
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"GBCELoss.t={t!r}: expected 0 <= t <= 1")
@@ -64,6 +66,7 @@ class GBCELoss(_SampledLoss):
             activation_checkpoint,
             checkpoint_chunk_size,
             negatives_sharing,
+            logq_correction,
         )
         self._t = float(t)
         self.beta: float | None = None
@@ -84,4 +87,7 @@ class GBCELoss(_SampledLoss):
     def debug_str(self) -> str:
         # t is gSASRec's calibration; a temperature other than 1 is named separately.
         temperature = "" if self._temperature == 1.0 else f"-temp{self._temperature:g}"
-        return f"gbce-t{self._t:g}-n{self._num_to_sample}{temperature}{self._sharing_str()}"
+        return (
+            f"gbce-t{self._t:g}-n{self._num_to_sample}{temperature}{self._sharing_str()}"
+            f"{self._logq_str()}"
+        )

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generative_recommenders.modeling.bpr_loss import BPRLoss
+from generative_recommenders.modeling.gbce_loss import GBCELoss
 from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.mixed_negatives import MixedNegativesSampler
 from generative_recommenders.modeling.negatives import (
@@ -55,7 +57,9 @@ def _inputs(seed: int = 0):
     return ids, queries
 
 
-def _hand_losses(loss_kind, queries, positives, positive_ids, slots, sampler, temperature):
+def _hand_losses(
+    loss_kind, queries, positives, positive_ids, slots, sampler, temperature, beta=None
+):
     """The formula from the same slots: logits / T, negatives - log q, hits at -inf."""
     table = sampler.candidate_table().detach()
     log_q = sampler.candidate_log_q().double()
@@ -65,12 +69,17 @@ def _hand_losses(loss_kind, queries, positives, positive_ids, slots, sampler, te
     hits = ids[slots] == positive_ids.unsqueeze(1)
     if loss_kind == "bce":
         return F.softplus(-positive) + F.softplus(negatives[:, 0]).masked_fill(hits[:, 0], 0.0)
+    if loss_kind == "bpr":
+        pairs = F.softplus(negatives - positive.unsqueeze(1)).masked_fill(hits, 0.0)
+        return pairs.sum(1) / (~hits).sum(1).clamp(min=1)
+    if loss_kind == "gbce":
+        return beta * F.softplus(-positive) + F.softplus(negatives).masked_fill(hits, 0.0).sum(1)
     logits = torch.cat([positive.unsqueeze(1), negatives.masked_fill(hits, float("-inf"))], 1)
     return torch.logsumexp(logits, 1) - positive
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
-@pytest.mark.parametrize("loss_kind", ["softmax", "bce"])
+@pytest.mark.parametrize("loss_kind", ["softmax", "bce", "bpr", "gbce"])
 @pytest.mark.parametrize(
     "kind", ["in-batch", "in-batch-all", "local", "popularity", "mixed-uniform", "mixed-pop"]
 )
@@ -88,6 +97,10 @@ def test_each_negative_moves_by_exactly_minus_log_q(backend, loss_kind, kind, sh
     common = {"temperature": temperature, "negatives_sharing": sharing, "logq_correction": True}
     if loss_kind == "softmax":
         loss = SampledSoftmaxLoss(num_to_sample=num, **common)
+    elif loss_kind == "bpr":
+        loss = BPRLoss(num_to_sample=num, **common)
+    elif loss_kind == "gbce":
+        loss = GBCELoss(num_to_sample=num, catalogue_item_ids=CATALOGUE, **common)
     else:
         loss = BCELoss(**common)
     supervision = ids.roll(-1, dims=1).masked_fill(ids == 0, 0)
@@ -122,6 +135,7 @@ def test_each_negative_moves_by_exactly_minus_log_q(backend, loss_kind, kind, sh
         slots,
         sampler,
         temperature,
+        beta=getattr(loss, "beta", None),
     )
     torch.testing.assert_close(value, hand.mean())
     assert "-logq" in loss.debug_str()
@@ -203,6 +217,8 @@ def test_debug_str_names_the_correction_only_when_on():
     assert SampledSoftmaxLoss(num_to_sample=4).debug_str() == "ssl-t0.05-n4"
     assert SampledSoftmaxLoss(num_to_sample=4, logq_correction=True).debug_str().endswith("-logq")
     assert BCELoss(logq_correction=True).debug_str() == "bce-t1-logq"
+    assert BPRLoss(logq_correction=True).debug_str() == "bpr-t1-n1-logq"
+    assert GBCELoss(logq_correction=True).debug_str() == "gbce-t0.75-n128-logq"
 
 
 def test_in_batch_log_q_is_the_in_batch_frequency():
