@@ -231,3 +231,13 @@ def test_main_ends_a_bad_sampler_or_logq_binding_with_one_line_and_exit_2(
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert lines[-1].startswith(expected), lines[-1]
+
+
+def test_logq_with_the_full_softmax_is_refused(tiny_data_dir):
+    message = _refusal(
+        tiny_data_dir,
+        'train_fn.loss_module = "FullSoftmaxLoss"',
+        "train_fn.num_negatives = None",
+        "train_fn.logq_correction = True",
+    )
+    assert "train_fn.logq_correction=True is used by none of the chosen components" in message
