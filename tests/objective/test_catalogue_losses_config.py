@@ -77,7 +77,7 @@ def test_the_loss_builds_by_name_and_trains(tiny_data_dir, name, objective):  # 
     catalogue = torch.as_tensor(store.catalogue_item_ids(), dtype=torch.int64)
     torch.manual_seed(0)
     parts = build_components(
-        config, store.max_item_id, catalogue, torch.device("cpu"), store_item_counts(store)
+        config, store.max_item_id, catalogue, torch.device("cpu"), store_item_counts(config, store)
     )
     assert type(parts.loss) is cls
     table = parts.encoder.get_item_embeddings(catalogue).detach().clone()
