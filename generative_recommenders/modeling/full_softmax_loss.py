@@ -37,7 +37,8 @@ class FullSoftmaxLoss(nn.Module):
         catalogue_item_ids: [X] int64, the items every position is scored against (offered).
         chunk_positions: positions per block of logits (the ``chunked`` kernel).
         chunk_items: items per block of logits; a block is at most chunk_positions x chunk_items
-            (2048 x 8192 = 2^24 values by default: 64 MiB in float32).
+            (1024 x 1024 by default: 4 MiB in float32, cache-sized; on the 2-core VM a
+            100k-item step was 4x faster than with 2048 x 8192 blocks).
     """
 
     def __init__(
@@ -45,8 +46,8 @@ class FullSoftmaxLoss(nn.Module):
         temperature: float = 0.05,
         item_embedding_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         catalogue_item_ids: torch.Tensor | None = None,
-        chunk_positions: int = 2048,
-        chunk_items: int = 8192,
+        chunk_positions: int = 1024,
+        chunk_items: int = 1024,
     ) -> None:
         super().__init__()
         if not temperature > 0:

@@ -53,8 +53,8 @@ class CatalogueRows:
     similarity: Any
     user_ids: torch.Tensor | None
     temperature: float
-    chunk_positions: int = 2048
-    chunk_items: int = 8192
+    chunk_positions: int = 1024
+    chunk_items: int = 1024
 
 
 def _positive_logits(rows: CatalogueRows) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -83,7 +83,10 @@ def _blocks(size: int, chunk: int) -> list[tuple[int, int]]:
 class _DotLogSumExp(torch.autograd.Function):
     """queries [L, D] (already / T), items [X, D] -> logsumexp(queries @ items^T, dim=1) [L].
 
-    Saves the inputs and the result only; backward recomputes every block's softmax.
+    Saves the inputs and the result only; backward recomputes every block's softmax. Every block
+    of logits is written into one reused buffer (``torch.mm(..., out=)``) and transformed in
+    place: a fresh multi-MiB block per GEMM costs page faults that, on a CPU VM, took about as
+    long as the GEMM itself (see ``ops/sampled_dot.py``).
     """
 
     @staticmethod
@@ -95,11 +98,14 @@ class _DotLogSumExp(torch.autograd.Function):
         chunk_items: int,
     ) -> torch.Tensor:
         lse = queries.new_empty(queries.shape[0])
+        buffer = _Buffer(queries, chunk_positions, chunk_items)
+        items_t = items.t()
         for start, end in _blocks(queries.shape[0], chunk_positions):
             block_queries = queries[start:end]
             running = None
             for item_start, item_end in _blocks(items.shape[0], chunk_items):
-                block = torch.logsumexp(block_queries @ items[item_start:item_end].t(), dim=1)
+                logits = buffer.mm(block_queries, items_t[:, item_start:item_end])
+                block = _logsumexp_(logits)
                 running = block if running is None else torch.logaddexp(running, block)
             lse[start:end] = running
         ctx.save_for_backward(queries, items, lse)
@@ -112,19 +118,42 @@ class _DotLogSumExp(torch.autograd.Function):
         chunk_positions, chunk_items = ctx.chunks
         grad_queries = torch.zeros_like(queries) if ctx.needs_input_grad[0] else None
         grad_items = torch.zeros_like(items) if ctx.needs_input_grad[1] else None
+        buffer = _Buffer(queries, chunk_positions, chunk_items)
+        items_t = items.t()
         for start, end in _blocks(queries.shape[0], chunk_positions):
             block_queries = queries[start:end]
             block_lse = lse[start:end].unsqueeze(1)
             block_grad = grad_lse[start:end].unsqueeze(1)
             for item_start, item_end in _blocks(items.shape[0], chunk_items):
-                block_items = items[item_start:item_end]
                 # d lse_l / d logit_lx = softmax_lx; scaled by the upstream gradient of row l.
-                weights = (block_queries @ block_items.t()).sub_(block_lse).exp_().mul_(block_grad)
+                weights = buffer.mm(block_queries, items_t[:, item_start:item_end])
+                weights.sub_(block_lse).exp_().mul_(block_grad)
                 if grad_queries is not None:
-                    grad_queries[start:end].addmm_(weights, block_items)
+                    grad_queries[start:end].addmm_(weights, items[item_start:item_end])
                 if grad_items is not None:
                     grad_items[item_start:item_end].addmm_(weights.t(), block_queries)
         return grad_queries, grad_items, None, None
+
+
+class _Buffer:
+    """One reusable [chunk_positions x chunk_items] block of logits (any smaller block is a
+    contiguous view of its first elements)."""
+
+    def __init__(self, like: torch.Tensor, rows: int, cols: int) -> None:
+        rows = min(rows, like.shape[0])
+        self._flat = like.new_empty(rows * cols)
+
+    def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a [n, D] @ b [D, m] written into the buffer -> [n, m]."""
+        out = self._flat[: a.shape[0] * b.shape[1]].view(a.shape[0], b.shape[1])
+        return torch.mm(a, b, out=out)
+
+
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over dim 1 of [n, m] logits, overwriting them -> [n]."""
+    peak = logits.amax(dim=1, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return logits.sub_(peak).exp_().sum(dim=1).log_().add_(peak.squeeze(1))
 
 
 def _block_logsumexp(
