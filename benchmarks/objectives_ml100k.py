@@ -206,12 +206,12 @@ def main() -> None:
         print(cell_config(*args.print_config.split(",")), end="")
         return
     seeds = [int(s) for s in args.seeds.split(",")]
-    cells = [
+    cells = [  # seed-major: a stopped grid still has every row for the first seeds
         (encoder, objective, loss, seed)
+        for seed in seeds
         for encoder in args.encoders.split(",")
         for objective in args.objectives.split(",")
         for loss in args.losses.split(",")
-        for seed in seeds
     ]
     root = pathlib.Path(args.root)
 
