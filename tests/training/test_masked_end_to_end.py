@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 
 import pytest
 
@@ -109,3 +110,17 @@ def test_an_encoder_that_cannot_be_bidirectional_is_refused(tmp_path, tiny_data_
     line = _one_line_error(run)
     assert "train_fn.objective='masked' needs an encoder that can attend bidirectionally" in line
     assert "GRU4Rec" in line
+
+
+def test_a_masked_run_resumes_mid_epoch_with_the_same_losses(tmp_path, tiny_data_dir) -> None:
+    # The masks are drawn from torch's generator, whose state the step checkpoint carries.
+    from tests.training.test_long_runs import STEP_BINDINGS, _checkpoint_dir, _run, _scalars
+
+    bindings = (*STEP_BINDINGS, 'train_fn.objective = "masked"')
+    straight = _run(tmp_path / "straight", tiny_data_dir, *bindings)
+    step6 = _checkpoint_dir(tmp_path / "straight") / "step6.pt"
+    resumed = _run(tmp_path / "resumed", tiny_data_dir, *bindings, resume=str(step6))
+    expected = _scalars(pathlib.Path(straight["run_dir"]), "losses/ar_loss")
+    got = _scalars(pathlib.Path(resumed["run_dir"]), "losses/ar_loss")
+    assert sorted(got) == list(range(7, 13))
+    assert got == {step: expected[step] for step in got}  # bit-identical, step by step
