@@ -119,7 +119,6 @@ def build_components(
         used,
         item_embedding_fn=encoder.get_item_embeddings,
         catalogue=catalogue,
-        l2_norm_eps=config.model.l2_norm_eps,
         sampler_num_to_sample=sampler_count,
     )
     _check_loss_count(config, sampler, sampler_count, loss)

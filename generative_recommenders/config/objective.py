@@ -15,7 +15,7 @@ of its parameters are its own gin bindings, ``<gin name>.<parameter>``, e.g. ``m
   (``train_fn.logq_correction``). These are offered only when bound, so a loss's own defaults apply
   otherwise (the sampled softmax's temperature is 0.05; BCE fixes 1.0 and refuses an explicit
   other value). Also ``item_embedding_fn`` (ids -> embeddings of the current table),
-  ``catalogue_item_ids`` ([X]) and ``l2_norm_eps``, for a loss over the whole catalogue.
+  ``catalogue_item_ids`` ([X]), for a loss over the whole catalogue.
 - a sampler: ``l2_norm`` (``train_fn.item_l2_norm``), ``l2_norm_eps`` (``train_fn.l2_norm_eps``),
   ``item_embedding_fn``, ``catalogue_item_ids`` ([X]) and ``item_counts`` ([max item id + 1] int64,
   the training split's interactions per item id; None when the store has none).
@@ -76,7 +76,6 @@ def loss_offers(
     explicit: frozenset[str],
     item_embedding_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     catalogue: torch.Tensor | None = None,
-    l2_norm_eps: float | None = None,
     sampler_num_to_sample: int | None = None,
 ) -> dict[str, Offer]:
     """Constructor parameter -> the run's value, for a loss (see the module docstring).
@@ -96,7 +95,6 @@ def loss_offers(
         "logq_correction": offer("logq_correction", settings.logq_correction),
         "item_embedding_fn": Offer("item_embedding_fn", item_embedding_fn, False),
         "catalogue_item_ids": Offer("catalogue_item_ids", catalogue, False),
-        "l2_norm_eps": Offer("train_fn.l2_norm_eps", l2_norm_eps, False),
         "num_to_sample": num_to_sample,
         "temperature": offer("temperature", settings.temperature),
         "activation_checkpoint": offer(
@@ -134,13 +132,10 @@ def build_loss(
     used: set[str],
     item_embedding_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     catalogue: torch.Tensor | None = None,
-    l2_norm_eps: float | None = None,
     sampler_num_to_sample: int | None = None,
 ) -> nn.Module:
     """The loss named by ``train_fn.loss_module``, from its offers and its own bindings."""
-    offers = loss_offers(
-        settings, explicit, item_embedding_fn, catalogue, l2_norm_eps, sampler_num_to_sample
-    )
+    offers = loss_offers(settings, explicit, item_embedding_fn, catalogue, sampler_num_to_sample)
     return components.build(LOSSES, settings.loss_module, offers, used)
 
 

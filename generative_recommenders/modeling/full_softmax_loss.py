@@ -19,8 +19,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from generative_recommenders.modeling.losses import supervised_positions
 from generative_recommenders.ops.full_softmax import CatalogueRows, full_softmax_losses
-from generative_recommenders.ops.jagged import select_rows
 from generative_recommenders.registry import LOSSES
 
 
@@ -86,22 +86,19 @@ class FullSoftmaxLoss(nn.Module):
                 "FullSoftmaxLoss needs item_embedding_fn and catalogue_item_ids "
                 "(the run offers both; pass them when building it directly)"
             )
-        rows = (supervision_weights > 0).reshape(-1).nonzero().squeeze(1)  # [L]
-        if rows.numel() == 0:
-            return output_embeddings.sum() * 0.0, {}
-        queries = select_rows(output_embeddings, rows)  # [L, D]
-        positives = negatives_sampler.normalize_embeddings(
-            select_rows(supervision_embeddings, rows)
+        supervised = supervised_positions(
+            output_embeddings, supervision_embeddings, supervision_weights, negatives_sampler
         )
+        if supervised is None:
+            return output_embeddings.sum() * 0.0, {}
+        queries, weights, batch_rows = supervised.queries, supervised.weights, supervised.batch_rows
         items = negatives_sampler.normalize_embeddings(
             self._item_embedding_fn(self._catalogue.to(queries.device))
         )  # [X, D]
-        weights = supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype)  # [L]
-        batch_rows = torch.div(rows, supervision_weights.shape[1], rounding_mode="floor")
         losses, aux = full_softmax_losses(
             CatalogueRows(
                 queries=queries,
-                positives=positives,
+                positives=supervised.positives,
                 items=items,
                 similarity=similarity_module,
                 user_ids=None if user_ids is None else user_ids.index_select(0, batch_rows),

@@ -29,6 +29,8 @@ a non-uniform sampler (popular items drawn often are otherwise over-penalised).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +43,40 @@ from generative_recommenders.ops.sampled_softmax import (
     softmax_row_loss,
 )
 from generative_recommenders.registry import LOSSES
+
+
+@dataclass
+class SupervisedPositions:
+    """The L supervised positions of a step, jagged: rows [L] (flat indices into B * N),
+    batch_rows [L] (each one's batch row), queries [L, D], positives [L, D] (normalised by the
+    sampler, like the negatives), weights [L]."""
+
+    rows: torch.Tensor
+    batch_rows: torch.Tensor
+    queries: torch.Tensor
+    positives: torch.Tensor
+    weights: torch.Tensor
+
+
+def supervised_positions(
+    output_embeddings: torch.Tensor,
+    supervision_embeddings: torch.Tensor,
+    supervision_weights: torch.Tensor,
+    negatives_sampler: nn.Module,
+) -> SupervisedPositions | None:
+    """[B, N, D] outputs and positives, [B, N] weights -> the positions with weight > 0
+    (None when there are none). One nonzero (one host sync); everything else is index_select."""
+    rows = (supervision_weights > 0).reshape(-1).nonzero().squeeze(1)  # [L]
+    if rows.numel() == 0:
+        return None
+    queries = select_rows(output_embeddings, rows)  # [L, D]
+    return SupervisedPositions(
+        rows=rows,
+        batch_rows=torch.div(rows, supervision_weights.shape[1], rounding_mode="floor"),
+        queries=queries,
+        positives=negatives_sampler.normalize_embeddings(select_rows(supervision_embeddings, rows)),
+        weights=supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype),
+    )
 
 
 class _SampledLoss(nn.Module):
@@ -120,16 +156,13 @@ class _SampledLoss(nn.Module):
             (scalar loss, {name: scalar}) with the auxiliary losses averaged over positions.
         """
         del lengths
-        # One nonzero (one host sync) gives the jagged rows; everything else is index_select.
-        rows = (supervision_weights > 0).reshape(-1).nonzero().squeeze(1)  # [L]
-        if rows.numel() == 0:
-            return output_embeddings.sum() * 0.0, {}
-        queries = select_rows(output_embeddings, rows)  # [L, D]
-        positives = negatives_sampler.normalize_embeddings(
-            select_rows(supervision_embeddings, rows)
+        supervised = supervised_positions(
+            output_embeddings, supervision_embeddings, supervision_weights, negatives_sampler
         )
-        weights = supervision_weights.reshape(-1).index_select(0, rows).to(queries.dtype)  # [L]
-        batch_rows = torch.div(rows, supervision_ids.shape[1], rounding_mode="floor")  # [L]
+        if supervised is None:
+            return output_embeddings.sum() * 0.0, {}
+        rows, queries, positives = supervised.rows, supervised.queries, supervised.positives
+        weights, batch_rows = supervised.weights, supervised.batch_rows
         slots, groups = self._draw(negatives_sampler, batch_rows, supervision_ids.shape[0])
         slot_offsets = None
         if self.logq_correction:  # -log q per slot of the candidate table [U]

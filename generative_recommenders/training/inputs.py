@@ -66,15 +66,33 @@ def fill_after(values: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     return values.gather(1, torch.minimum(columns, last.view(-1, 1)))
 
 
-def with_mask_tokens(
-    encoder: nn.Module, ids: torch.Tensor, masked: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids [B, W] int64, masked [B, W] bool -> (ids with :data:`MASK_ID` where masked,
-    embeddings [B, W, D]: the item table's rows, the encoder's ``mask_embedding`` where masked)."""
-    embeddings = encoder.get_item_embeddings(ids.masked_fill(masked, 0))
+@dataclass
+class MaskedInputs:
+    """What a bidirectional encoder reads when positions are masked: ids [B, W] (``MASK_ID``
+    where masked), embeddings [B, W, D] (``mask_embedding`` where masked), payloads (ratings 0
+    where masked; timestamps after each row's last event repeating it, :func:`fill_after`)."""
+
+    ids: torch.Tensor
+    embeddings: torch.Tensor
+    payloads: dict[str, torch.Tensor]
+
+
+def mask_inputs(
+    encoder: nn.Module, inputs: EncoderInputs, embeddings: torch.Tensor, masked: torch.Tensor
+) -> MaskedInputs:
+    """inputs [B, W] whose last event is at ``inputs.lengths`` (the target in training, the
+    appended query slot at evaluation), their item-table rows embeddings [B, W, D], masked
+    [B, W] bool -> the encoder's inputs with those positions hidden (the masked objective's and
+    the query's one path)."""
     token = encoder.mask_embedding.to(embeddings.dtype)
-    embeddings = torch.where(masked.unsqueeze(-1), token, embeddings)
-    return ids.masked_fill(masked, MASK_ID), embeddings
+    return MaskedInputs(
+        ids=inputs.ids.masked_fill(masked, MASK_ID),
+        embeddings=torch.where(masked.unsqueeze(-1), token, embeddings),
+        payloads={
+            "timestamps": fill_after(inputs.timestamps, inputs.lengths),
+            "ratings": inputs.ratings.masked_fill(masked, 0.0),
+        },
+    )
 
 
 def _encode_masked_queries(encoder: nn.Module, inputs: EncoderInputs, traceable: bool):
@@ -82,11 +100,8 @@ def _encode_masked_queries(encoder: nn.Module, inputs: EncoderInputs, traceable:
     lengths = inputs.lengths
     width = inputs.ids.shape[1]
     at_length = torch.arange(width, device=lengths.device).unsqueeze(0) == lengths.view(-1, 1)
-    ids, embeddings = with_mask_tokens(encoder, inputs.ids, at_length)
-    payloads = {
-        "timestamps": fill_after(inputs.timestamps, lengths),
-        "ratings": inputs.ratings,
-    }
+    hidden = mask_inputs(encoder, inputs, encoder.get_item_embeddings(inputs.ids), at_length)
+    ids, embeddings, payloads = hidden.ids, hidden.embeddings, hidden.payloads
     if not traceable:
         return encoder.encode(
             past_lengths=lengths + 1,

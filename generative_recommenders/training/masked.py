@@ -21,9 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from generative_recommenders.modeling.encoders.base import MASK_ID
 from generative_recommenders.registry import OBJECTIVES
-from generative_recommenders.training.inputs import EncoderInputs, fill_after
+from generative_recommenders.training.inputs import EncoderInputs, mask_inputs
 from generative_recommenders.training.model import AutoregressiveModel, WeightedLossFn
 
 
@@ -104,17 +103,13 @@ class MaskedModel(AutoregressiveModel):
         (encoder states [B, N + 1, D], the item table's rows of ``inputs.ids`` [B, N + 1, D]).
 
         Masked positions enter as (:data:`MASK_ID`, ``mask_embedding``, rating 0)."""
-        ids = inputs.ids
-        embeddings = self.encoder.get_item_embeddings(ids)  # the hidden items' rows included
-        token = self.encoder.mask_embedding.to(embeddings.dtype)
+        embeddings = self.encoder.get_item_embeddings(inputs.ids)  # the hidden items' rows too
+        hidden = mask_inputs(self.encoder, inputs, embeddings, masked)
         outputs = self.encoder(
             past_lengths=inputs.lengths + 1,  # the target is part of the sequence
-            past_ids=ids.masked_fill(masked, MASK_ID),
-            past_embeddings=torch.where(masked.unsqueeze(-1), token, embeddings),
-            past_payloads={
-                "timestamps": fill_after(inputs.timestamps, inputs.lengths),
-                "ratings": inputs.ratings.masked_fill(masked, 0.0),
-            },
+            past_ids=hidden.ids,
+            past_embeddings=hidden.embeddings,
+            past_payloads=hidden.payloads,
         )
         return outputs, embeddings
 
