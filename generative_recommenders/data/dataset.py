@@ -57,24 +57,9 @@ class SequenceDataset(torch.utils.data.Dataset):
         self._row_offsets = offsets
         self._starts = offsets[self.rows]
         self._targets = offsets[self.rows + 1] - 1 - self.ignore_last_n
-        self._item_ids = store.item_ids
-        self._ratings = store.ratings
-        self._timestamps = store.timestamps
         self._user_ids = np.asarray(store.user_ids)[self.rows]
         # Shared memory, so set_epoch reaches persistent data-loader workers.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-
-    _STORE_VIEWS = ("_item_ids", "_ratings", "_timestamps")
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The store pickles by path; its memory-mapped arrays are re-attached in __setstate__.
-        return {k: v for k, v in self.__dict__.items() if k not in self._STORE_VIEWS}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._item_ids = self.store.item_ids
-        self._ratings = self.store.ratings
-        self._timestamps = self.store.timestamps
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -91,29 +76,34 @@ class SequenceDataset(torch.utils.data.Dataset):
         n = self.max_sequence_length
         start = int(self._starts[index])
         target = int(self._targets[index])
-        ids = np.zeros(n, dtype=np.int64)
-        ratings = np.zeros(n, dtype=np.float32)
-        timestamps = np.zeros(n, dtype=np.int64)
         if self.positional_sampling_ratio < 1.0:
             positions = self._sampled_positions(index, start, target)[-n:]
-            length = positions.shape[0]
-            ids[:length] = self._item_ids[positions]
-            ratings[:length] = self._ratings[positions]
-            timestamps[:length] = self._timestamps[positions]
+            lo = int(positions[0])
+            kept = np.append(positions - lo, target - lo)  # the window's kept indices + target
         else:
             lo = max(start, target - n)
-            length = target - lo
-            ids[:length] = self._item_ids[lo:target]
-            ratings[:length] = self._ratings[lo:target]
-            timestamps[:length] = self._timestamps[lo:target]
+            kept = None
+        columns = {}  # each array's elements lo..target (the target last)
+        for name in ("item_ids", "ratings", "timestamps"):
+            values = self.store.read(name, lo, target + 1)
+            columns[name] = values if kept is None else values[kept]
+        length = columns["item_ids"].shape[0] - 1
+        padded = {}
+        for name, dtype in (
+            ("item_ids", np.int64),
+            ("ratings", np.float32),
+            ("timestamps", np.int64),
+        ):
+            padded[name] = np.zeros(n, dtype=dtype)
+            padded[name][:length] = columns[name][:length]
         return {
-            "ids": ids,
-            "ratings": ratings,
-            "timestamps": timestamps,
+            "ids": padded["item_ids"],
+            "ratings": padded["ratings"],
+            "timestamps": padded["timestamps"],
             "length": length,
-            "target_id": self._item_ids[target],
-            "target_rating": self._ratings[target],
-            "target_timestamp": self._timestamps[target],
+            "target_id": columns["item_ids"][length],
+            "target_rating": columns["ratings"][length],
+            "target_timestamp": columns["timestamps"][length],
             "row": self.rows[index],
             "user_id": self._user_ids[index],
         }
@@ -137,11 +127,10 @@ class SequenceDataset(torch.utils.data.Dataset):
         starts = self._row_offsets[r]
         counts = np.maximum(self._row_offsets[r + 1] - 1 - self.ignore_last_n - starts, 0)
         width = max(int(counts.max()) if counts.size else 0, 1)
-        cols = np.arange(width, dtype=np.int64)
-        valid = cols[None, :] < counts[:, None]
-        index = np.where(valid, starts[:, None] + cols[None, :], 0)
-        seen = np.where(valid, self._item_ids[index], 0)
-        return torch.from_numpy(np.ascontiguousarray(seen, dtype=np.int64))
+        seen = np.zeros((r.shape[0], width), dtype=np.int64)
+        for i, (first, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
+            seen[i, :count] = self.store.read("item_ids", first, first + count)
+        return torch.from_numpy(seen)
 
 
 def collate_sequences(items: list[SequenceItem]) -> SequenceBatch:

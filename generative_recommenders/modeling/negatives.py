@@ -105,6 +105,12 @@ class _UniformSampler(nn.Module):
         """
         raise NotImplementedError
 
+    def unnormalized_candidate_table(self) -> tuple[torch.Tensor, float | None]:
+        """(rows [U, D], eps): :meth:`candidate_table` is ``rows / max(|rows|, eps)`` row-wise,
+        or ``rows`` itself when eps is None. Lets a fused loss normalise inside its kernel instead
+        of holding a normalised copy of the table (and its gradient's copies) in autograd."""
+        return self.candidate_table(), None
+
     def draw_slots(
         self,
         num_positions: int,
@@ -307,6 +313,10 @@ class LocalNegativesSampler(_UniformSampler):
 
     def candidate_table(self) -> torch.Tensor:
         return self.normalize_embeddings(self._item_embedding_fn(self._catalogue))
+
+    def unnormalized_candidate_table(self) -> tuple[torch.Tensor, float | None]:
+        rows = self._item_embedding_fn(self._catalogue)
+        return rows, (self._l2_norm_eps if self._l2_norm else None)
 
     def candidate_log_q(self) -> torch.Tensor:
         """-log X for every slot: the draws are uniform over the X catalogue items."""

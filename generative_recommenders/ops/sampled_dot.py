@@ -24,6 +24,12 @@ returns ``logsumexp - positive`` per row; its backward forms the softmax once. T
 concatenation, the masked copy, the ``[L, R]`` id lookup and comparison, and their gradients'
 copies (~4.5 ms of a ~125 ms ML-1M SASRec step), with bit-identical results.
 
+With ``normalize_eps`` set, both score against the L2-normalised rows ``t / max(|t|, eps)`` of the
+table and return the gradient for the raw rows. The normalised table is never an autograd node with its
+own saved copies and gradient copies: the sparse strategy scales the gathered logits by
+``1 / max(|t|, eps)`` per row, the dense one (small tables) normalises a temporary copy. For a 107k x 256 candidate table that is ~4 [U, D] copies (~0.4 GiB) less
+peak memory per step than normalising outside (``benchmarks/bench_scale.py``).
+
 Both keep at most ``CHUNK_ELEMENTS`` floats of temporaries; the result and gradients equal the
 plain formula (:func:`sampled_dot_logits_reference`) up to float rounding (tested). On CPU the
 dense strategy's ``[c, U]`` buffers are kept between calls (per thread): a fresh multi-MiB block
@@ -94,9 +100,10 @@ def _negative_logits_into(
     slots: torch.Tensor,
     dense: bool,
     excluded_slots: torch.Tensor | None = None,
+    row_scale: torch.Tensor | None = None,
 ) -> None:
     """Writes ``<queries[l], table[slots[l, r]]>`` into ``out`` [L, R] (may be a column slice),
-    chunk by chunk. ``excluded_slots`` [L] (a slot, or -1 for none) makes the logit -inf wherever
+    chunk by chunk, times ``row_scale[slots[l, r]]`` when a row scale [U] is given (sparse only). ``excluded_slots`` [L] (a slot, or -1 for none) makes the logit -inf wherever
     ``slots[l, r] == excluded_slots[l]``: in the dense strategy by writing -inf into the chunk's
     [c, U] scores before the gather (c writes instead of a pass over [c, R])."""
     num_rows, num_samples = slots.shape
@@ -117,6 +124,8 @@ def _negative_logits_into(
         else:
             rows = F.embedding(slots[start:end], table)  # [c, R, D]
             logits = torch.bmm(rows, queries[start:end].unsqueeze(-1)).squeeze(-1)
+            if row_scale is not None:
+                logits.mul_(F.embedding(slots[start:end], row_scale.unsqueeze(1)).squeeze(-1))
             if excluded_slots is not None:
                 hits = slots[start:end] == excluded_slots[start:end].unsqueeze(1)
                 logits.masked_fill_(hits, minus_inf)
@@ -130,12 +139,18 @@ def _input_grads(
     grad_out: torch.Tensor,
     dense: bool,
     needs: tuple[bool, bool],
+    row_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients of ``sum(grad_out * logits)`` ([L, R], contiguous) for (queries, table), each
-    None when ``needs`` says it is not wanted."""
+    None when ``needs`` says it is not wanted. With ``row_scale`` [U] (sparse only) the logits
+    were ``<q, table[s]> * row_scale[s]``; the table's gradient is then the one w.r.t. the scaled
+    rows ``table[s] * row_scale[s]``."""
     grad_q = None
     if needs[0]:
-        grad_q = F.embedding_bag(slots, table, per_sample_weights=grad_out, mode="sum")
+        weights = grad_out
+        if row_scale is not None:
+            weights = grad_out * F.embedding(slots, row_scale.unsqueeze(1)).squeeze(-1)
+        grad_q = F.embedding_bag(slots, table, per_sample_weights=weights, mode="sum")
     if not needs[1]:
         return grad_q, None
     num_rows, num_samples = slots.shape
@@ -155,34 +170,84 @@ def _input_grads(
     return grad_q, grad_table
 
 
+def _scoring(
+    table: torch.Tensor, eps: float | None, dense: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(rows to score [U, D], per-row scale [U] or None) for the table's rows ``t`` scored as
+    ``t / max(|t|, eps)`` (as given when eps is None). Dense (small U): the normalised table.
+    Sparse: the raw table and ``1 / max(|t|, eps)``, applied to the gathered logits, so no
+    normalised [U, D] copy exists."""
+    if eps is None:
+        return table, None
+    clamped = torch.linalg.vector_norm(table, dim=-1).clamp_(min=eps)  # [U]
+    if dense:
+        return table / clamped.unsqueeze(1), None
+    return table, clamped.reciprocal_()
+
+
+def _to_raw_rows_grad_(grad: torch.Tensor, table: torch.Tensor, eps: float) -> torch.Tensor:
+    """In place: the gradient [U, D] w.r.t. the normalised rows ``y = t / max(|t|, eps)`` becomes
+    the gradient w.r.t. the raw rows ``t``: ``(g - y <y, g>) / |t|`` where ``|t| >= eps``,
+    ``g / eps`` where the norm was clamped. Chunked: temporaries stay within ``CHUNK_ELEMENTS``."""
+    step = max(1, CHUNK_ELEMENTS // max(1, grad.shape[1]))
+    for start in range(0, grad.shape[0], step):
+        g, t = grad[start : start + step], table[start : start + step]
+        norms = torch.linalg.vector_norm(t, dim=-1, keepdim=True)  # [c, 1]
+        clamped = norms.clamp(min=eps)
+        y = t / clamped
+        along = (y * g).sum(dim=-1, keepdim=True).masked_fill_(norms < eps, 0.0)  # [c, 1]
+        g.sub_(y.mul_(along)).div_(clamped)
+    return grad
+
+
+def _grads_for_table(
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    slots: torch.Tensor,
+    grad_out: torch.Tensor,
+    dense: bool,
+    needs: tuple[bool, bool],
+    eps: float | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_input_grads` for the raw ``table``, through the in-op normalisation when ``eps``."""
+    rows, scale = _scoring(table, eps, dense)
+    grad_q, grad_table = _input_grads(queries, rows, slots, grad_out, dense, needs, scale)
+    if grad_table is not None and eps is not None:
+        _to_raw_rows_grad_(grad_table, table, eps)
+    return grad_q, grad_table
+
+
 class _SampledDotLogits(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, queries, table, slots, dense: bool):  # noqa: ANN001 (autograd signature)
+    def forward(ctx, queries, table, slots, dense: bool, eps: float | None):  # noqa: ANN001
         out = queries.new_empty(slots.shape)
-        _negative_logits_into(out, queries, table, slots, dense)
+        rows, scale = _scoring(table, eps, dense)
+        _negative_logits_into(out, queries, rows, slots, dense, row_scale=scale)
         ctx.save_for_backward(queries, table, slots)
-        ctx.dense = dense
+        ctx.dense, ctx.eps = dense, eps
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001 (autograd signature)
         queries, table, slots = ctx.saved_tensors
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_q, grad_table = _input_grads(
-            queries, table, slots, grad_out.contiguous(), ctx.dense, needs
+        grad_q, grad_table = _grads_for_table(
+            queries, table, slots, grad_out.contiguous(), ctx.dense, needs, ctx.eps
         )
-        return grad_q, grad_table, None, None
+        return grad_q, grad_table, None, None, None
 
 
 class _SampledSoftmaxLosses(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, queries, table, positive_logits, slots, positive_slots, dense: bool):  # noqa: ANN001
+    def forward(ctx, queries, table, positive_logits, slots, positive_slots, dense, eps):  # noqa: ANN001
         logits = queries.new_empty(slots.shape[0], 1 + slots.shape[1])  # [L, 1 + R]
         logits[:, 0] = positive_logits
-        _negative_logits_into(logits[:, 1:], queries, table, slots, dense, positive_slots)
+        rows, scale = _scoring(table, eps, dense)
+        _negative_logits_into(logits[:, 1:], queries, rows, slots, dense, positive_slots, scale)
+        del rows, scale  # recomputed in backward, not kept
         lse = torch.logsumexp(logits, dim=1)  # [L]
         ctx.save_for_backward(queries, table, slots, logits, lse)
-        ctx.dense = dense
+        ctx.dense, ctx.eps = dense, eps
         return lse - logits[:, 0]
 
     @staticmethod
@@ -193,8 +258,10 @@ class _SampledSoftmaxLosses(torch.autograd.Function):
         grad_negatives = torch.mul(probabilities[:, 1:], grad.unsqueeze(1))  # [L, R] contiguous
         grad_positive = probabilities[:, 0] * grad - grad
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_q, grad_table = _input_grads(queries, table, slots, grad_negatives, ctx.dense, needs)
-        return grad_q, grad_table, grad_positive, None, None, None
+        grad_q, grad_table = _grads_for_table(
+            queries, table, slots, grad_negatives, ctx.dense, needs, ctx.eps
+        )
+        return grad_q, grad_table, grad_positive, None, None, None, None
 
 
 def _dense_table_grad(
@@ -219,19 +286,24 @@ def _dense_table_grad(
 
 
 def sampled_dot_logits(
-    queries: torch.Tensor, table: torch.Tensor, slots: torch.Tensor, dense: bool | None = None
+    queries: torch.Tensor,
+    table: torch.Tensor,
+    slots: torch.Tensor,
+    dense: bool | None = None,
+    normalize_eps: float | None = None,
 ) -> torch.Tensor:
     """queries [L, D], table [U, D], slots [L, R] int64 -> logits [L, R] (differentiable in both).
 
-    ``dense`` forces a strategy (None: :func:`use_dense`). Inputs are made contiguous; the table
-    and queries must share a dtype.
+    ``dense`` forces a strategy (None: :func:`use_dense`). ``normalize_eps``: score against the
+    rows ``t / max(|t|, eps)`` (gradient for the raw rows); None scores the rows as given. Inputs
+    are made contiguous; the table and queries must share a dtype.
     """
     if slots.dim() != 2 or queries.dim() != 2 or table.dim() != 2:
         raise ValueError("sampled_dot_logits: queries [L, D], table [U, D], slots [L, R] expected")
     if dense is None:
         dense = use_dense(table.shape[0], slots.shape[1])
     return _SampledDotLogits.apply(
-        queries.contiguous(), table.contiguous(), slots.contiguous(), bool(dense)
+        queries.contiguous(), table.contiguous(), slots.contiguous(), bool(dense), normalize_eps
     )
 
 
@@ -242,13 +314,15 @@ def sampled_softmax_losses(
     slots: torch.Tensor,
     positive_slots: torch.Tensor,
     dense: bool | None = None,
+    normalize_eps: float | None = None,
 ) -> torch.Tensor:
     """Per-row sampled-softmax loss ``logsumexp([p_l, n_l1 .. n_lR]) - p_l`` -> [L].
 
     queries [L, D], table [U, D], positive_logits [L] (``p_l``), slots [L, R] int64,
     positive_slots [L] int64: the positive's slot in the table, or -1. ``n_lr`` is
     ``<queries[l], table[slots[l, r]]>``, or -inf where ``slots[l, r] == positive_slots[l]``
-    (an accidental hit). Differentiable in queries, table and positive_logits. Equals
+    (an accidental hit). ``normalize_eps`` as in :func:`sampled_dot_logits`. Differentiable in
+    queries, table and positive_logits. Equals
     :func:`sampled_dot_logits` + the hit mask + ``logsumexp`` (tested), without the [L, 1 + R]
     concatenation, the masked copy and their gradients' copies.
     """
@@ -263,4 +337,5 @@ def sampled_softmax_losses(
         slots.contiguous(),
         positive_slots,
         bool(dense),
+        normalize_eps,
     )

@@ -55,7 +55,9 @@ class SampledRows:
 
     queries [L, D]; positives [L, D] (normalised like the negatives); positive_ids [L] int64;
     slots [L, R] int64 into the sampler's candidate table, or [G, R] shared by groups of positions
-    with ``groups`` [L] (each position's row of ``slots``); sampler: ``candidate_table()`` [U, D],
+    with ``groups`` [L] (each position's row of ``slots``); sampler: ``candidate_table()`` [U, D]
+    (optionally ``unnormalized_candidate_table()``: its rows before the L2 normalisation and the
+    eps, so the fused op normalises without an autograd copy of the table),
     ``candidate_ids()`` [U], ``candidate_slots(ids)`` ([L] or None), ``make_lookup(n)``;
     similarity: ``(queries [c, D], items [c, K, D], user_ids) -> (scores [c, K], aux)``, with
     ``dot_product`` True when its score is exactly <q, x>; user_ids [L] or None;
@@ -186,16 +188,21 @@ def _independent_dot_losses(rows: SampledRows, row_loss: RowLoss) -> torch.Tenso
     """Own negatives per position: 1 / T on the [L, D] queries, not on the [L, 1 + R] logits."""
     sampler = rows.sampler
     queries = rows.queries * (1.0 / rows.temperature)
-    table = sampler.candidate_table().to(queries.dtype)  # [U, D]
+    # The rows before normalisation, normalised inside the op (a sampler without the method
+    # hands its final table).
+    unnormalized = getattr(sampler, "unnormalized_candidate_table", None)
+    table, eps = unnormalized() if unnormalized else (sampler.candidate_table(), None)
+    table = table.to(queries.dtype)  # [U, D]
     if row_loss is softmax_row_loss and rows.slot_offsets is None:
         positive_slots = sampler.candidate_slots(rows.positive_ids)
         if positive_slots is not None:  # each id has one slot: hits masked by slot in the op
             positive_logits = (queries * rows.positives).sum(dim=-1)  # [L]
             return sampled_softmax_losses(
-                queries, table, positive_logits, rows.slots, positive_slots
+                queries, table, positive_logits, rows.slots, positive_slots, normalize_eps=eps
             )
     positive_logits = (queries * rows.positives).sum(dim=-1, keepdim=True)  # [L, 1]
-    logits = torch.cat([positive_logits, sampled_dot_logits(queries, table, rows.slots)], dim=1)
+    negative_logits = sampled_dot_logits(queries, table, rows.slots, normalize_eps=eps)
+    logits = torch.cat([positive_logits, negative_logits], dim=1)
     if rows.slot_offsets is not None:
         logits = offset_negatives(logits, rows.slot_offsets, rows.slots)
     hits = lookup_ids(sampler.candidate_ids(), rows.slots) == rows.positive_ids.unsqueeze(1)

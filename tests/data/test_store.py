@@ -152,3 +152,34 @@ def test_store_writer_failure_leaves_nothing(data_dir):
         writer.append(np.array([1]), np.array([2]), np.array([3, 4]), np.zeros(2), np.array([1, 2]))
         raise RuntimeError("interrupted")
     assert not data_dir.exists() or sorted(p.name for p in data_dir.iterdir()) == []
+
+
+def test_read_equals_the_slices_of_the_maps_and_checks_bounds(data_dir):
+    """``SequenceStore.read`` (positional reads, what the loaders use) returns fresh arrays equal
+    to slicing the memory maps, for every per-interaction array, empty and whole ranges too; it
+    also works in a forked child (the descriptor is shared) and after pickling (re-opened)."""
+    import multiprocessing
+    import pickle
+
+    store = small_store(data_dir)
+    for name in SequenceStore.READABLE:
+        mapped = getattr(store, name)
+        for start, stop in ((0, 9), (2, 5), (8, 9), (4, 4)):
+            got = store.read(name, start, stop)
+            assert got.dtype == mapped.dtype and got.tolist() == mapped[start:stop].tolist()
+            assert got.flags.writeable  # a copy, not a view of the read-only map
+    with pytest.raises(IndexError, match="item_ids.npy: slice 3:10 outside 0:9"):
+        store.read("item_ids", 3, 10)
+    assert pickle.loads(pickle.dumps(store)).read("timestamps", 6, 9).tolist() == [100, 200, 50]
+    store.read("item_ids", 0, 1)  # the descriptor is open before the fork
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_read_in_child, args=(store, sender))  # not pickled: forked
+    child.start()
+    assert receiver.recv() == [7, 8]
+    child.join()
+    assert child.exitcode == 0
+
+
+def _read_in_child(store: SequenceStore, sender) -> None:  # noqa: ANN001
+    sender.send(store.read("item_ids", 6, 8).tolist())

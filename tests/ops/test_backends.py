@@ -273,13 +273,21 @@ def _bce_row_loss(logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
 
 
 class _TableSampler:
-    """A candidate table [U, D] (a leaf) with ids; ``unique`` False repeats ids (no slots)."""
+    """A candidate table [U, D] with ids; ``unique`` False repeats ids (no slots); with ``eps``
+    the candidates are the rows L2-normalised (norms clamped at eps), as the local sampler's."""
 
-    def __init__(self, table: torch.Tensor, ids: torch.Tensor, unique: bool) -> None:
-        self.table, self.ids, self.unique = table, ids, unique
+    def __init__(
+        self, table: torch.Tensor, ids: torch.Tensor, unique: bool, eps: float | None = None
+    ) -> None:
+        self.raw, self.ids, self.unique, self.eps = table, ids, unique, eps
+        norms = torch.linalg.vector_norm(table, dim=-1, keepdim=True)
+        self.table = table if eps is None else table / norms.clamp(min=eps)
 
     def candidate_table(self) -> torch.Tensor:
         return self.table
+
+    def unnormalized_candidate_table(self) -> tuple[torch.Tensor, float | None]:
+        return self.raw, self.eps
 
     def candidate_ids(self) -> torch.Tensor:
         return self.ids
@@ -323,8 +331,9 @@ class _DotSimilarity(torch.nn.Module):
 @pytest.mark.parametrize("similarity_kind", ["dot", "bilinear"])
 @pytest.mark.parametrize("chunk", [None, 4])
 @pytest.mark.parametrize("offsets", [False, True], ids=["plain", "offsets"])
+@pytest.mark.parametrize("l2", [False, True], ids=["raw", "l2"])
 def test_sampled_losses(
-    backend, loss, sharing, table_kind, similarity_kind, chunk, offsets, monkeypatch
+    backend, loss, sharing, table_kind, similarity_kind, chunk, offsets, l2, monkeypatch
 ):
     from generative_recommenders.ops import sampled_dot
 
@@ -356,8 +365,15 @@ def test_sampled_losses(
     def run():
         padded = _leaf(B, N, D, seed=21)
         table = _leaf(U, D, seed=22)
-        sampler = _TableSampler(table, ids, unique=table_kind != "repeated")
-        positives = table[(positive_ids - 1) % U]
+        rows_of = table
+        if l2:  # row 1's norm below eps: the clamped branch of the normalisation
+            rows_of = (
+                table * torch.tensor([1.0, 1e-3] + [1.0] * (U - 2), dtype=table.dtype)[:, None]
+            )
+        sampler = _TableSampler(
+            rows_of, ids, unique=table_kind != "repeated", eps=0.05 if l2 else None
+        )
+        positives = sampler.table[(positive_ids - 1) % U]
         batch = SampledRows(
             queries=select_rows(padded, rows),
             positives=positives,

@@ -132,3 +132,66 @@ def test_sampled_softmax_losses_shapes_are_checked():
             torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2), torch.zeros(2, 5).long(),
             torch.zeros(3).long(),
         )  # fmt: skip
+
+
+def _l2_rows(table: torch.Tensor, eps: float) -> torch.Tensor:
+    """The formula the in-op normalisation must equal: rows / max(|row|, eps)."""
+    return table / torch.linalg.vector_norm(table, dim=-1, keepdim=True).clamp(min=eps)
+
+
+def _table_with_a_clamped_row(gen: torch.Generator, rows: int, dim: int) -> torch.Tensor:
+    table = torch.randn(rows, dim, generator=gen, dtype=torch.float64)
+    table[1] *= 1e-4  # its norm is below eps = 0.01: the clamped branch
+    return table
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("chunk_elements", [7, 1 << 22])
+def test_in_op_normalisation_equals_normalising_the_table_first(dense, chunk_elements, monkeypatch):
+    """``normalize_eps``: the logits and both gradients (the table's w.r.t. its raw rows) equal
+    the plain formula on ``rows / max(|rows|, eps)``, including a row whose norm is clamped."""
+    monkeypatch.setattr(sampled_dot, "CHUNK_ELEMENTS", chunk_elements)
+    gen = torch.Generator().manual_seed(5)
+    queries = torch.randn(11, 5, generator=gen, dtype=torch.float64)
+    table = _table_with_a_clamped_row(gen, 9, 5)
+    slots = torch.randint(0, 9, (11, 6), generator=gen)
+    slots[0] = 1  # the clamped row, repeated
+    upstream = torch.randn(11, 6, generator=gen, dtype=torch.float64)
+    _assert_same_values_and_gradients(
+        lambda q, t, s: sampled_dot_logits_reference(q, _l2_rows(t, 0.01), s),
+        lambda q, t, s: sampled_dot_logits(q, t, s, dense, normalize_eps=0.01),
+        (queries, table),
+        (slots,),
+        upstream,
+    )
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_sampled_softmax_losses_with_in_op_normalisation(dense):
+    gen = torch.Generator().manual_seed(6)
+    queries = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    table = _table_with_a_clamped_row(gen, 6, 5)
+    positive_logits = torch.randn(12, generator=gen, dtype=torch.float64)
+    slots = torch.randint(0, 6, (12, 8), generator=gen)
+    slots[3, :2] = 1
+    positive_slots = torch.randint(0, 6, (12,), generator=gen)
+    positive_slots[2] = -1
+    upstream = torch.rand(12, generator=gen, dtype=torch.float64)
+    _assert_same_values_and_gradients(
+        lambda q, t, p, s, ps: _softmax_losses_plain(q, _l2_rows(t, 0.01), p, s, ps),
+        lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense, normalize_eps=0.01),
+        (queries, table, positive_logits),
+        (slots, positive_slots),
+        upstream,
+    )
+
+
+def test_in_op_normalisation_gradcheck():
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    slots = torch.randint(0, 5, (4, 3), generator=gen)
+    for dense in (True, False):
+        assert torch.autograd.gradcheck(
+            lambda a, b, d=dense: sampled_dot_logits(a, b, slots, d, normalize_eps=1e-6), (q, t)
+        )
