@@ -18,6 +18,12 @@ from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.errors import UserInputError
 
 SequenceItem = dict[str, Any]
+# (store array, the item's window key, its target key, dtype)
+_COLUMNS = (
+    ("item_ids", "ids", "target_id", np.int64),
+    ("ratings", "ratings", "target_rating", np.float32),
+    ("timestamps", "timestamps", "target_timestamp", np.int64),
+)
 
 
 class SequenceDataset(torch.utils.data.Dataset):
@@ -76,37 +82,29 @@ class SequenceDataset(torch.utils.data.Dataset):
         n = self.max_sequence_length
         start = int(self._starts[index])
         target = int(self._targets[index])
+        sampled = None
         if self.positional_sampling_ratio < 1.0:
-            positions = self._sampled_positions(index, start, target)[-n:]
-            lo = int(positions[0])
-            kept = np.append(positions - lo, target - lo)  # the window's kept indices + target
-        else:
-            lo = max(start, target - n)
-            kept = None
-        columns = {}  # each array's elements lo..target (the target last)
-        for name in ("item_ids", "ratings", "timestamps"):
-            values = self.store.read(name, lo, target + 1)
-            columns[name] = values if kept is None else values[kept]
-        length = columns["item_ids"].shape[0] - 1
-        padded = {}
-        for name, dtype in (
-            ("item_ids", np.int64),
-            ("ratings", np.float32),
-            ("timestamps", np.int64),
-        ):
-            padded[name] = np.zeros(n, dtype=dtype)
-            padded[name][:length] = columns[name][:length]
-        return {
-            "ids": padded["item_ids"],
-            "ratings": padded["ratings"],
-            "timestamps": padded["timestamps"],
-            "length": length,
-            "target_id": columns["item_ids"][length],
-            "target_rating": columns["ratings"][length],
-            "target_timestamp": columns["timestamps"][length],
-            "row": self.rows[index],
-            "user_id": self._user_ids[index],
-        }
+            sampled = self._sampled_positions(index, start, target)[-n:]
+        lo = int(sampled[0]) if sampled is not None else max(start, target - n)
+        length = sampled.shape[0] if sampled is not None else target - lo
+        item: SequenceItem = {"length": length, "row": self.rows[index]}
+        read, read_into = self.store.read, self.store.read_into
+        for name, key, target_key, dtype in _COLUMNS:
+            # One positional read of events lo..target (the target last) per array.
+            if sampled is None:  # straight into the zero-padded window (+1 for the target)
+                window = np.zeros(n + 1, dtype=dtype)
+                read_into(name, lo, window[: length + 1])
+                item[target_key] = window[length]
+                window[length] = 0
+                item[key] = window[:n]
+            else:
+                values = read(name, lo, target + 1)
+                window = np.zeros(n, dtype=dtype)
+                window[:length] = values[sampled - lo]
+                item[target_key] = values[-1]
+                item[key] = window
+        item["user_id"] = self._user_ids[index]
+        return item
 
     def _sampled_positions(self, index: int, start: int, target: int) -> np.ndarray:
         """Each history position kept with probability ratio (the last one if none is)."""

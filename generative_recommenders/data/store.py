@@ -334,13 +334,19 @@ class _ArrayFile:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """A fresh array of elements ``start:stop`` (0 <= start <= stop <= length)."""
+        out = np.empty(max(stop - start, 0), dtype=self.dtype)
+        return self.read_into(start, out)
+
+    def read_into(self, start: int, out: np.ndarray) -> np.ndarray:
+        """Elements ``start : start + len(out)`` into the contiguous 1-d ``out``; returns it."""
+        stop = start + out.shape[0]
         if not 0 <= start <= stop <= self.length:
             raise IndexError(f"{self.path}: slice {start}:{stop} outside 0:{self.length}")
-        out = np.empty(stop - start, dtype=self.dtype)
         buffer = memoryview(out).cast("B")
         position = self.data_offset + start * self.dtype.itemsize
-        done = 0
-        while done < len(buffer):
+        fd = self._fd if self._fd is not None else self._descriptor()
+        done = os.preadv(fd, [buffer], position)
+        while done < len(buffer):  # a short read: only near the end of a file being replaced
             count = os.preadv(self._descriptor(), [buffer[done:]], position + done)
             if count == 0:
                 raise UserInputError(f"{self.path}: file ends before element {stop}")
@@ -485,6 +491,15 @@ class SequenceStore:
         if file is None:  # a store built in memory (no files): slice the array
             return np.array(getattr(self, name)[start:stop])
         return file.read(start, stop)
+
+    def read_into(self, name: str, start: int, out: np.ndarray) -> np.ndarray:
+        """:meth:`read` of ``len(out)`` elements from ``start`` into the contiguous 1-d ``out``
+        (of the array's dtype); returns ``out``."""
+        file = self._files.get(name)
+        if file is None:
+            out[:] = getattr(self, name)[start : start + out.shape[0]]
+            return out
+        return file.read_into(start, out)
 
     def history(self, row: int) -> np.ndarray:
         """All item ids of store row ``row``, oldest first (a read-only view)."""
