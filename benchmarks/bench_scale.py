@@ -13,8 +13,8 @@ with at least 500 positions before their target, so every batch is [96, 500] at 
 the most activation memory a step of this setting can take) and that process's peak RSS. The
 memory target compares the full-batch peaks: with the real loader the sizes differ in positions
 per batch (users of 4x8 have 262 interactions on average, of 32x64 1,222), which moves the
-activations, not anything that grows with the data. Writes docs/benchmarks.md's scale section (between its
-markers), docs/scale/bench_scale.json and docs/scale/bench_scale.png. Big stores are deleted
+activations, not anything that grows with the data. Writes docs/benchmarks.md's scale section
+(between its markers), docs/scale/bench_scale.json and docs/scale/bench_scale.png. Big stores are deleted
 after they are measured. Asserts nothing; the targets are compared in the printed table.
 """
 

@@ -24,11 +24,12 @@ returns ``logsumexp - positive`` per row; its backward forms the softmax once. T
 concatenation, the masked copy, the ``[L, R]`` id lookup and comparison, and their gradients'
 copies (~4.5 ms of a ~125 ms ML-1M SASRec step), with bit-identical results.
 
-With ``normalize_eps`` set, both score against the L2-normalised rows ``t / max(|t|, eps)`` of the
-table and return the gradient for the raw rows. The normalised table is never an autograd node with its
-own saved copies and gradient copies: the sparse strategy scales the gathered logits by
-``1 / max(|t|, eps)`` per row, the dense one (small tables) normalises a temporary copy. For a 107k x 256 candidate table that is ~4 [U, D] copies (~0.4 GiB) less
-peak memory per step than normalising outside (``benchmarks/bench_scale.py``).
+With ``normalize_eps`` set, both score against the L2-normalised rows ``t / max(|t|, eps)`` of
+the table and return the gradient for the raw rows. The normalised table is never an autograd
+node with its own saved copies and gradient copies: the sparse strategy scales the gathered
+logits by ``1 / max(|t|, eps)`` per row, the dense one (small tables) normalises a temporary
+copy. For a 107k x 256 candidate table that is ~0.35 GiB less peak memory per step than
+normalising outside (docs/benchmarks.md, scale section).
 
 Both keep at most ``CHUNK_ELEMENTS`` floats of temporaries; the result and gradients equal the
 plain formula (:func:`sampled_dot_logits_reference`) up to float rounding (tested). On CPU the
@@ -103,7 +104,8 @@ def _negative_logits_into(
     row_scale: torch.Tensor | None = None,
 ) -> None:
     """Writes ``<queries[l], table[slots[l, r]]>`` into ``out`` [L, R] (may be a column slice),
-    chunk by chunk, times ``row_scale[slots[l, r]]`` when a row scale [U] is given (sparse only). ``excluded_slots`` [L] (a slot, or -1 for none) makes the logit -inf wherever
+    chunk by chunk, times ``row_scale[slots[l, r]]`` when a row scale [U] is given (sparse only).
+    ``excluded_slots`` [L] (a slot, or -1 for none) makes the logit -inf wherever
     ``slots[l, r] == excluded_slots[l]``: in the dense strategy by writing -inf into the chunk's
     [c, U] scores before the gather (c writes instead of a pass over [c, R])."""
     num_rows, num_samples = slots.shape
@@ -139,18 +141,18 @@ def _input_grads(
     grad_out: torch.Tensor,
     dense: bool,
     needs: tuple[bool, bool],
-    row_scale: torch.Tensor | None = None,
+    eps: float | None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients of ``sum(grad_out * logits)`` ([L, R], contiguous) for (queries, table), each
-    None when ``needs`` says it is not wanted. With ``row_scale`` [U] (sparse only) the logits
-    were ``<q, table[s]> * row_scale[s]``; the table's gradient is then the one w.r.t. the scaled
-    rows ``table[s] * row_scale[s]``."""
+    None when ``needs`` says it is not wanted; with ``eps`` the logits scored the rows
+    ``t / max(|t|, eps)`` and the table's gradient is the one w.r.t. the raw rows ``t``."""
+    rows, row_scale = _scoring(table, eps, dense)  # as in forward (sparse: raw rows + scale)
     grad_q = None
     if needs[0]:
         weights = grad_out
         if row_scale is not None:
             weights = grad_out * F.embedding(slots, row_scale.unsqueeze(1)).squeeze(-1)
-        grad_q = F.embedding_bag(slots, table, per_sample_weights=weights, mode="sum")
+        grad_q = F.embedding_bag(slots, rows, per_sample_weights=weights, mode="sum")
     if not needs[1]:
         return grad_q, None
     num_rows, num_samples = slots.shape
@@ -158,15 +160,20 @@ def _input_grads(
     if dense:  # all zeros; after each chunk only the scattered entries are reset
         scratch = _WORKSPACE.get("zeros", min(step, num_rows), table.shape[0], grad_out)
         try:
-            return grad_q, _dense_table_grad(queries, slots, grad_out, scratch, step)
+            grad_table = _dense_table_grad(queries, slots, grad_out, scratch, step)
         except BaseException:
             _WORKSPACE.discard("zeros", grad_out)
             raise
-    grad_table = torch.zeros_like(table)
-    for start in range(0, num_rows, step):
-        end = min(start + step, num_rows)
-        outer = grad_out[start:end].unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
-        grad_table.index_add_(0, slots[start:end].reshape(-1), outer.reshape(-1, table.shape[1]))
+    else:
+        grad_table = torch.zeros_like(table)
+        for start in range(0, num_rows, step):
+            end = min(start + step, num_rows)
+            outer = grad_out[start:end].unsqueeze(-1) * queries[start:end].unsqueeze(1)  # [c, R, D]
+            grad_table.index_add_(
+                0, slots[start:end].reshape(-1), outer.reshape(-1, table.shape[1])
+            )
+    if eps is not None:  # w.r.t. the normalised rows so far
+        _to_raw_rows_grad_(grad_table, table, eps)
     return grad_q, grad_table
 
 
@@ -200,23 +207,6 @@ def _to_raw_rows_grad_(grad: torch.Tensor, table: torch.Tensor, eps: float) -> t
     return grad
 
 
-def _grads_for_table(
-    queries: torch.Tensor,
-    table: torch.Tensor,
-    slots: torch.Tensor,
-    grad_out: torch.Tensor,
-    dense: bool,
-    needs: tuple[bool, bool],
-    eps: float | None,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """:func:`_input_grads` for the raw ``table``, through the in-op normalisation when ``eps``."""
-    rows, scale = _scoring(table, eps, dense)
-    grad_q, grad_table = _input_grads(queries, rows, slots, grad_out, dense, needs, scale)
-    if grad_table is not None and eps is not None:
-        _to_raw_rows_grad_(grad_table, table, eps)
-    return grad_q, grad_table
-
-
 class _SampledDotLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, queries, table, slots, dense: bool, eps: float | None):  # noqa: ANN001
@@ -231,7 +221,7 @@ class _SampledDotLogits(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: ANN001 (autograd signature)
         queries, table, slots = ctx.saved_tensors
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_q, grad_table = _grads_for_table(
+        grad_q, grad_table = _input_grads(
             queries, table, slots, grad_out.contiguous(), ctx.dense, needs, ctx.eps
         )
         return grad_q, grad_table, None, None, None
@@ -258,7 +248,7 @@ class _SampledSoftmaxLosses(torch.autograd.Function):
         grad_negatives = torch.mul(probabilities[:, 1:], grad.unsqueeze(1))  # [L, R] contiguous
         grad_positive = probabilities[:, 0] * grad - grad
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_q, grad_table = _grads_for_table(
+        grad_q, grad_table = _input_grads(
             queries, table, slots, grad_negatives, ctx.dense, needs, ctx.eps
         )
         return grad_q, grad_table, grad_positive, None, None, None, None

@@ -47,14 +47,15 @@ def _assert_equal_to_plain(queries, table, slots, upstream, dense=None) -> None:
     )
 
 
-def test_gradcheck_both_strategies():
+@pytest.mark.parametrize("eps", [None, 1e-6], ids=["raw", "normalised-in-op"])
+def test_gradcheck_both_strategies(eps):
     gen = torch.Generator().manual_seed(1)
     q = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     t = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     slots = torch.randint(0, 5, (4, 3), generator=gen)
     for dense in (True, False):
         assert torch.autograd.gradcheck(
-            lambda a, b, d=dense: sampled_dot_logits(a, b, slots, d), (q, t)
+            lambda a, b, d=dense: sampled_dot_logits(a, b, slots, d, normalize_eps=eps), (q, t)
         )
 
 
@@ -89,11 +90,14 @@ def _softmax_losses_plain(queries, table, positive_logits, slots, positive_slots
 
 @pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("chunk_elements", [7, 1 << 22])
-def test_sampled_softmax_losses_equal_the_plain_formula(dense, chunk_elements, monkeypatch):
+@pytest.mark.parametrize("eps", [None, 0.01], ids=["raw", "normalised-in-op"])
+def test_sampled_softmax_losses_equal_the_plain_formula(dense, chunk_elements, eps, monkeypatch):
+    """Also with ``normalize_eps`` (one table row's norm below eps: the clamped branch)."""
     monkeypatch.setattr(sampled_dot, "CHUNK_ELEMENTS", chunk_elements)
     gen = torch.Generator().manual_seed(3)
     queries = torch.randn(12, 5, generator=gen, dtype=torch.float64)
     table = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    table[1] *= 1e-4
     positive_logits = torch.randn(12, generator=gen, dtype=torch.float64)
     slots = torch.randint(0, 6, (12, 8), generator=gen)
     positive_slots = torch.randint(0, 6, (12,), generator=gen)
@@ -102,8 +106,8 @@ def test_sampled_softmax_losses_equal_the_plain_formula(dense, chunk_elements, m
     assert int((slots == positive_slots.unsqueeze(1)).sum()) >= 3
     upstream = torch.rand(12, generator=gen, dtype=torch.float64)
     _assert_same_values_and_gradients(
-        _softmax_losses_plain,
-        lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense),
+        lambda q, t, *rest: _softmax_losses_plain(q, t if eps is None else _l2_rows(t, eps), *rest),
+        lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense, normalize_eps=eps),
         (queries, table, positive_logits),
         (slots, positive_slots),
         upstream,
@@ -164,34 +168,3 @@ def test_in_op_normalisation_equals_normalising_the_table_first(dense, chunk_ele
         (slots,),
         upstream,
     )
-
-
-@pytest.mark.parametrize("dense", [True, False])
-def test_sampled_softmax_losses_with_in_op_normalisation(dense):
-    gen = torch.Generator().manual_seed(6)
-    queries = torch.randn(12, 5, generator=gen, dtype=torch.float64)
-    table = _table_with_a_clamped_row(gen, 6, 5)
-    positive_logits = torch.randn(12, generator=gen, dtype=torch.float64)
-    slots = torch.randint(0, 6, (12, 8), generator=gen)
-    slots[3, :2] = 1
-    positive_slots = torch.randint(0, 6, (12,), generator=gen)
-    positive_slots[2] = -1
-    upstream = torch.rand(12, generator=gen, dtype=torch.float64)
-    _assert_same_values_and_gradients(
-        lambda q, t, p, s, ps: _softmax_losses_plain(q, _l2_rows(t, 0.01), p, s, ps),
-        lambda *a: sampled_dot.sampled_softmax_losses(*a, dense=dense, normalize_eps=0.01),
-        (queries, table, positive_logits),
-        (slots, positive_slots),
-        upstream,
-    )
-
-
-def test_in_op_normalisation_gradcheck():
-    gen = torch.Generator().manual_seed(7)
-    q = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    t = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    slots = torch.randint(0, 5, (4, 3), generator=gen)
-    for dense in (True, False):
-        assert torch.autograd.gradcheck(
-            lambda a, b, d=dense: sampled_dot_logits(a, b, slots, d, normalize_eps=1e-6), (q, t)
-        )
