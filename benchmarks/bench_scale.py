@@ -503,7 +503,15 @@ def _plot(report: dict, path: pathlib.Path) -> None:
             [r["expand"]["interactions"] for r in trained],
             [r["train"]["ru_maxrss_bytes"] / 2**30 for r in trained],
             "s-",
-            label="training (main process)",
+            label="training, the real loader (positions per batch differ)",
+        )
+    full = [r for r in trained if "train_full" in r]
+    if full:
+        ax2.semilogx(
+            [r["expand"]["interactions"] for r in full],
+            [r["train_full"]["ru_maxrss_bytes"] / 2**30 for r in full],
+            "^-",
+            label="training, full [96, 500] batches",
         )
     for r in rows:
         ax2.annotate(r["size"], (r["expand"]["interactions"], r["expand"]["ru_maxrss_bytes"] / 2**30),
@@ -515,7 +523,7 @@ def _plot(report: dict, path: pathlib.Path) -> None:
     ax2.set_ylabel("peak RSS (GiB)")
     ax2.set_ylim(bottom=0)
     ax2.set_title("peak memory")
-    ax2.legend()
+    ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
