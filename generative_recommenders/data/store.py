@@ -429,7 +429,7 @@ class SequenceStore:
                 )
             # A plain ndarray view of the mapping: slicing np.memmap subclasses is slower.
             arrays[name] = np.asarray(arr)
-            if name in cls.READABLE:
+            if name in cls.READABLE and hasattr(os, "preadv"):  # else (Windows): map slices
                 data_offsets[name] = int(arr.offset)
         try:
             _check_consistent(arrays, where=str(path))

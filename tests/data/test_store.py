@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,16 @@ def test_read_equals_the_slices_of_the_maps_and_checks_bounds(data_dir):
     assert receiver.recv() == [7, 8]
     child.join()
     assert child.exitcode == 0
+
+
+def test_read_without_positional_reads_slices_the_maps(data_dir, monkeypatch):
+    """Where ``os.preadv`` is missing (Windows), ``read`` / ``read_into`` copy map slices."""
+    small_store(data_dir)
+    monkeypatch.delattr(os, "preadv")
+    store = SequenceStore.open(data_dir, "toy")
+    assert store.read("timestamps", 5, 8).tolist() == [6, 100, 200]
+    out = np.zeros(3, dtype=np.float32)
+    assert store.read_into("ratings", 0, out).tolist() == [0.5, 1.0, 1.5]
 
 
 def _read_in_child(store: SequenceStore, sender) -> None:  # noqa: ANN001
