@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import gin
 import pytest
@@ -21,7 +18,7 @@ from generative_recommenders.config.run import (
 from generative_recommenders.data.store import SequenceStore
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.training.launch import Topology
-from tests.training.conftest import REPO, TINY_CONFIG, free_port
+from tests.training.conftest import TINY_CONFIG, free_port, run_main
 
 MOL = (
     'train_fn.interaction_module_type = "MoL"',
@@ -139,21 +136,13 @@ def test_an_unknown_component_lists_the_registered_ones(tiny_data_dir) -> None:
 def test_main_ends_a_bad_binding_with_one_line_and_exit_2(
     tmp_path, tiny_data_dir, bindings, expected
 ) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            f"--gin_config_file={TINY_CONFIG}",
-            *[f"--gin_bindings={binding}" for binding in bindings],
-            f"--data_dir={tiny_data_dir}",
-            f"--exp_dir={tmp_path / 'exps'}",
-            f"--ckpt_dir={tmp_path / 'ckpts'}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_main(
+        tmp_path,
+        f"--gin_config_file={TINY_CONFIG}",
+        *[f"--gin_bindings={binding}" for binding in bindings],
+        f"--data_dir={tiny_data_dir}",
+        f"--exp_dir={tmp_path / 'exps'}",
+        f"--ckpt_dir={tmp_path / 'ckpts'}",
     )
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2

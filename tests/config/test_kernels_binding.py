@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import gin
 import pytest
@@ -16,7 +13,7 @@ from generative_recommenders.data.sources import SourceOptions
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.ops import kernels
 from generative_recommenders.training.launch import Topology
-from tests.training.conftest import REPO, TINY_CONFIG, free_port, write_tiny_events
+from tests.training.conftest import TINY_CONFIG, free_port, run_main, write_tiny_events
 
 EXPECTED_ERROR = "train_fn.kernels='triton' is not one of: auto, reference, chunked, fbgemm, fused"
 
@@ -49,20 +46,12 @@ def test_unknown_name_is_refused_before_any_worker_starts(tmp_path: pathlib.Path
 
 
 def test_main_py_exits_2_with_one_line(tmp_path: pathlib.Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            f"--gin_config_file={TINY_CONFIG}",
-            "--gin_bindings=train_fn.kernels = 'triton'",
-            "--device=cpu",
-            f"--data_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_main(
+        tmp_path,
+        f"--gin_config_file={TINY_CONFIG}",
+        "--gin_bindings=train_fn.kernels = 'triton'",
+        "--device=cpu",
+        f"--data_dir={tmp_path}",
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {EXPECTED_ERROR}"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import gin
 import pytest
@@ -21,7 +18,7 @@ from generative_recommenders.data.sources import SourceOptions
 from generative_recommenders.errors import UserInputError
 from generative_recommenders.modeling.losses import BCELoss, SampledSoftmaxLoss
 from generative_recommenders.modeling.negatives import NegativesSharing
-from tests.training.conftest import REPO, TINY_CONFIG, write_tiny_events
+from tests.training.conftest import TINY_CONFIG, run_main, write_tiny_events
 
 EXPECTED_ERROR = "train_fn.negatives_sharing='col' is not one of: none, row, batch"
 
@@ -78,24 +75,16 @@ def test_main_trains_the_tiny_hstu_with_batch_sharing(tmp_path: pathlib.Path) ->
         "csv",
         SourceOptions(data_dir=tmp_path / "data", input_file=tmp_path / "events.csv", name="tiny"),
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            f"--gin_config_file={TINY_CONFIG}",
-            "--gin_bindings=train_fn.negatives_sharing = 'batch'",
-            "--gin_bindings=train_fn.num_epochs = 2",
-            "--gin_bindings=train_fn.eval_interval = 0",
-            "--device=cpu",
-            f"--data_dir={tmp_path / 'data'}",
-            f"--exp_dir={tmp_path / 'exps'}",
-            f"--ckpt_dir={tmp_path / 'ckpts'}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_main(
+        tmp_path,
+        f"--gin_config_file={TINY_CONFIG}",
+        "--gin_bindings=train_fn.negatives_sharing = 'batch'",
+        "--gin_bindings=train_fn.num_epochs = 2",
+        "--gin_bindings=train_fn.eval_interval = 0",
+        "--device=cpu",
+        f"--data_dir={tmp_path / 'data'}",
+        f"--exp_dir={tmp_path / 'exps'}",
+        f"--ckpt_dir={tmp_path / 'ckpts'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [p for p in (tmp_path / "exps").glob("*/*") if p.is_dir()]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import gin
 import pytest
 import torch
@@ -18,7 +14,7 @@ from generative_recommenders.modeling.mixed_negatives import MixedNegativesSampl
 from generative_recommenders.modeling.popularity_negatives import PopularityNegativesSampler
 from generative_recommenders.training.distributed import DistributedContext
 from generative_recommenders.training.inputs import encoder_inputs
-from tests.training.conftest import REPO, TINY_CONFIG
+from tests.training.conftest import REPO, TINY_CONFIG, run_main
 
 POPULARITY = ('train_fn.sampling_strategy = "popularity"',)
 MIXED = (
@@ -212,21 +208,13 @@ def test_a_few_training_steps_with_the_correction(tiny_data_dir, bindings):
 def test_main_ends_a_bad_sampler_or_logq_binding_with_one_line_and_exit_2(
     tmp_path, tiny_data_dir, bindings, expected
 ):
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            f"--gin_config_file={TINY_CONFIG}",
-            *[f"--gin_bindings={binding}" for binding in bindings],
-            f"--data_dir={tiny_data_dir}",
-            f"--exp_dir={tmp_path / 'exps'}",
-            f"--ckpt_dir={tmp_path / 'ckpts'}",
-        ],
-        cwd=REPO,  # the gin import line resolves from the working directory
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_main(
+        REPO,  # the gin import line resolves from the working directory
+        f"--gin_config_file={TINY_CONFIG}",
+        *[f"--gin_bindings={binding}" for binding in bindings],
+        f"--data_dir={tiny_data_dir}",
+        f"--exp_dir={tmp_path / 'exps'}",
+        f"--ckpt_dir={tmp_path / 'ckpts'}",
     )
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2 and "Traceback" not in run.stderr

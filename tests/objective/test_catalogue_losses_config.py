@@ -3,10 +3,6 @@ bindings, a few training steps, run names, and their bad bindings refused in one
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import gin
 import pytest
 import torch
@@ -20,8 +16,8 @@ from generative_recommenders.modeling.full_softmax_loss import FullSoftmaxLoss
 from generative_recommenders.modeling.gbce_loss import GBCELoss
 from generative_recommenders.training.inputs import EncoderInputs
 from tests.training.conftest import (
-    REPO,
     TINY_CONFIG,
+    run_main,
     tiny_data_dir,  # noqa: F401 (fixture)
 )
 
@@ -141,22 +137,14 @@ def test_bad_settings_are_one_line(tiny_data_dir, bindings, expected):  # noqa: 
 
 
 def test_main_ends_a_bad_t_with_one_line_and_exit_2(tmp_path, tiny_data_dir):  # noqa: F811
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            f"--gin_config_file={TINY_CONFIG}",
-            '--gin_bindings=train_fn.loss_module = "GBCELoss"',
-            "--gin_bindings=GBCELoss.t = 1.5",
-            f"--data_dir={tiny_data_dir}",
-            f"--exp_dir={tmp_path / 'exps'}",
-            f"--ckpt_dir={tmp_path / 'ckpts'}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_main(
+        tmp_path,
+        f"--gin_config_file={TINY_CONFIG}",
+        '--gin_bindings=train_fn.loss_module = "GBCELoss"',
+        "--gin_bindings=GBCELoss.t = 1.5",
+        f"--data_dir={tiny_data_dir}",
+        f"--exp_dir={tmp_path / 'exps'}",
+        f"--ckpt_dir={tmp_path / 'ckpts'}",
     )
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2 and "Traceback" not in run.stderr

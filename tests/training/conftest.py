@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,19 @@ from generative_recommenders.data.sources import SourceOptions
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "tiny" / "hstu.gin"
+
+
+def run_main(cwd: pathlib.Path, *arguments: str) -> subprocess.CompletedProcess:
+    """``python main.py <arguments>`` as a user runs it: a fresh process started in ``cwd``
+    with the repository importable; stdout and stderr captured as text; at most 120 s."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *arguments],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write_tiny_events(path: pathlib.Path, num_users: int = 61, seed: int = 0) -> None:
