@@ -105,12 +105,6 @@ class _UniformSampler(nn.Module):
         """
         raise NotImplementedError
 
-    def unnormalized_candidate_table(self) -> tuple[torch.Tensor, float | None]:
-        """(rows [U, D], eps): :meth:`candidate_table` is ``rows / max(|rows|, eps)`` row-wise,
-        or ``rows`` itself when eps is None. Lets a fused loss normalise inside its kernel instead
-        of holding a normalised copy of the table (and its gradient's copies) in autograd."""
-        return self.candidate_table(), None
-
     def draw_slots(
         self,
         num_positions: int,
@@ -315,6 +309,10 @@ class LocalNegativesSampler(_UniformSampler):
         return self.normalize_embeddings(self._item_embedding_fn(self._catalogue))
 
     def unnormalized_candidate_table(self) -> tuple[torch.Tensor, float | None]:
+        """(rows [U, D], eps): :meth:`candidate_table` is ``rows / max(|rows|, eps)`` row-wise,
+        or ``rows`` itself when eps is None. Lets the fused sampled softmax normalise inside its
+        op instead of holding a normalised copy of the table (and its gradient's copies) in
+        autograd; samplers without the method are scored on ``candidate_table()`` as it is."""
         rows = self._item_embedding_fn(self._catalogue)
         return rows, (self._l2_norm_eps if self._l2_norm else None)
 
