@@ -56,7 +56,4 @@ class BPRLoss(_SampledLoss):
         return pairs.sum(dim=1) / kept
 
     def debug_str(self) -> str:
-        return (
-            f"bpr-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
-            f"{self._logq_str()}"
-        )
+        return f"bpr-t{self._temperature:g}-n{self._num_to_sample}{self._draws_str()}"

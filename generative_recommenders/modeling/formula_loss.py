@@ -86,7 +86,4 @@ class FormulaLoss(_SampledLoss):
 
     def debug_str(self) -> str:
         digest = hashlib.sha1(self.formula.prefix().encode()).hexdigest()[:8]
-        return (
-            f"formula{digest}-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
-            f"{self._logq_str()}"
-        )
+        return f"formula{digest}-t{self._temperature:g}-n{self._num_to_sample}{self._draws_str()}"

@@ -87,7 +87,4 @@ class GBCELoss(_SampledLoss):
     def debug_str(self) -> str:
         # t is gSASRec's calibration; a temperature other than 1 is named separately.
         temperature = "" if self._temperature == 1.0 else f"-temp{self._temperature:g}"
-        return (
-            f"gbce-t{self._t:g}-n{self._num_to_sample}{temperature}{self._sharing_str()}"
-            f"{self._logq_str()}"
-        )
+        return f"gbce-t{self._t:g}-n{self._num_to_sample}{temperature}{self._draws_str()}"

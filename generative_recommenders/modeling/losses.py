@@ -114,14 +114,12 @@ class _SampledLoss(nn.Module):
         """R, the negatives drawn per position (a sampler that fixes R is checked against it)."""
         return self._num_to_sample
 
-    def _logq_str(self) -> str:
-        """Run-name suffix: ``-logq`` with the logQ correction, else empty."""
-        return "-logq" if self.logq_correction else ""
-
-    def _sharing_str(self) -> str:
-        """Run-name suffix: empty for independent draws, e.g. ``-share_row`` otherwise."""
+    def _draws_str(self) -> str:
+        """Run-name suffix of the shared draw settings: ``-share_<row|batch>`` for shared
+        negatives, then ``-logq`` with the logQ correction; empty for the defaults."""
         sharing = self.negatives_sharing
-        return "" if sharing is NegativesSharing.NONE else f"-share_{sharing.value}"
+        shared = "" if sharing is NegativesSharing.NONE else f"-share_{sharing.value}"
+        return shared + ("-logq" if self.logq_correction else "")
 
     def row_losses(self, logits: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
         """logits [c, 1 + R] (column 0 = positive, already / temperature), hits [c, R] -> [c]."""
@@ -239,10 +237,7 @@ class SampledSoftmaxLoss(_SampledLoss):
     row_losses = staticmethod(softmax_row_loss)
 
     def debug_str(self) -> str:
-        return (
-            f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._sharing_str()}"
-            f"{self._logq_str()}"
-        )
+        return f"ssl-t{self._temperature:g}-n{self._num_to_sample}{self._draws_str()}"
 
 
 # Under train_fn the logits are not scaled (the paper's BCE); an explicit train_fn.temperature other
@@ -281,7 +276,7 @@ class BCELoss(_SampledLoss):
         return positive + negative
 
     def debug_str(self) -> str:
-        return f"bce-t{self._temperature:g}{self._sharing_str()}{self._logq_str()}"
+        return f"bce-t{self._temperature:g}{self._draws_str()}"
 
 
 def get_weighted_loss(
